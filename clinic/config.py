@@ -1,0 +1,379 @@
+"""Read and validate the process environment once, at start-up.
+
+Every setting a clinic can change arrives here as an environment variable, is parsed with
+django-environ and checked. A wrong value raises :class:`ConfigError`, whose message is a
+single line that starts with the variable's name, so an operator sees exactly what to fix
+instead of a traceback from deep inside Django. ``manage.py`` and ``clinic.asgi`` turn that
+error into one line on stderr and a non-zero exit.
+
+The embedded defaults (no variables at all) give a working development install: SQLite,
+the in-memory channel layer, eager Celery and the offline speech engines.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Development-only secrets. Production refuses to start while any of them is in use.
+DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S105
+# Fernet keys are url-safe base64 of 32 bytes.
+DEV_FIELD_ENCRYPTION_KEY = base64.urlsafe_b64encode(b"dev-only-field-encryption-key-32").decode()
+DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-not-for-production"
+
+APP_ENVS = ("development", "test", "production")
+STT_PROVIDERS = ("pocketsphinx", "deepgram")
+TTS_PROVIDERS = ("espeak", "deepgram")
+NLU_PROVIDERS = ("rules", "openai")
+
+# Variables with these prefixes belong to this project; an unknown one is a typo.
+OWN_PREFIXES = ("CLINIC_", "STT_", "TTS_", "NLU_", "CALL_", "SLOT_", "REPROMPT_")
+KNOWN_VARIABLES = frozenset(
+    {
+        "APP_ENV",
+        "DEBUG",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "FIELD_ENCRYPTION_KEYS",
+        "BLIND_INDEX_KEY",
+        "CLINIC_NAME",
+        "CLINIC_TIME_ZONE",
+        "CLINIC_OPENING_HOURS",
+        "CLINIC_ACCEPTED_CARRIERS",
+        "SLOT_HORIZON_DAYS",
+        "SLOT_HOLD_SECONDS",
+        "TRANSCRIPT_RETENTION_DAYS",
+        "REPROMPT_LIMIT",
+        "CALL_SILENCE_SECONDS",
+        "CALL_MAX_SECONDS",
+        "STT_PROVIDER",
+        "TTS_PROVIDER",
+        "NLU_PROVIDER",
+        "NLU_TIMEOUT_SECONDS",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "PUBLIC_BASE_URL",
+        "FRONT_DESK_NUMBER",
+        "DEEPGRAM_API_KEY",
+        "DEEPGRAM_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_MODEL",
+    }
+)
+
+
+class ConfigError(ImproperlyConfigured):
+    """A setting is missing or wrong. The message is one line naming the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Typed, validated settings. Built only by :func:`load_config`."""
+
+    app_env: str
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    csrf_trusted_origins: list[str]
+    database: dict[str, Any]
+    redis_url: str | None
+    log_level: str
+    log_json: bool
+    field_encryption_keys: list[str]
+    blind_index_key: str
+    clinic_name: str
+    clinic_time_zone: str
+    opening_hours: str
+    accepted_carriers: list[str]
+    slot_horizon_days: int
+    slot_hold_seconds: int
+    transcript_retention_days: int
+    reprompt_limit: int
+    call_silence_seconds: float
+    call_max_seconds: int
+    stt_provider: str
+    tts_provider: str
+    nlu_provider: str
+    nlu_timeout_seconds: float
+    twilio_account_sid: str
+    twilio_auth_token: str
+    public_base_url: str
+    front_desk_number: str
+    deepgram_api_key: str
+    deepgram_base_url: str
+    openai_api_key: str
+    openai_base_url: str
+    openai_model: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+
+class _Reader:
+    """Wraps django-environ so that every parse failure names its variable."""
+
+    def __init__(self, environ_map: Mapping[str, str]) -> None:
+        self.env = environ.Env()
+        # django-environ reads ``self.ENVIRON``; an instance attribute lets tests pass a dict.
+        self.env.ENVIRON = dict(environ_map)
+        self.raw = self.env.ENVIRON
+
+    def _parse(self, name: str, parser: Any, default: Any) -> Any:
+        try:
+            return parser(name, default=default)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, ImproperlyConfigured, KeyError) as exc:
+            raise ConfigError(name, f"cannot parse {self.raw.get(name, '')!r}") from exc
+
+    def text(self, name: str, default: str = "") -> str:
+        return str(self._parse(name, self.env.str, default)).strip()
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw.get(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(name, f"expected true or false, got {value!r}")
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        value = self.raw.get(name)
+        if value is None:
+            return default
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ConfigError(name, f"expected a whole number, got {value!r}") from None
+        if number < minimum:
+            raise ConfigError(name, f"must be at least {minimum}, got {number}")
+        return number
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        value = self.raw.get(name)
+        if value is None:
+            return default
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ConfigError(name, f"expected a number, got {value!r}") from None
+        if number < minimum:
+            raise ConfigError(name, f"must be at least {minimum}, got {number}")
+        return number
+
+    def items(self, name: str, default: list[str] | None = None) -> list[str]:
+        """A comma-separated list."""
+        value = self.raw.get(name)
+        if value is None:
+            return list(default or [])
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default).lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def url(self, name: str, schemes: tuple[str, ...], default: str = "") -> str:
+        value = self.text(name, default)
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ConfigError(
+                name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}"
+            )
+        try:
+            parts.port  # noqa: B018 - a bad port raises here
+        except ValueError:
+            raise ConfigError(name, "the URL has an invalid port") from None
+        return value.rstrip("/")
+
+
+def _database(reader: _Reader) -> dict[str, Any]:
+    default = f"sqlite:///{BASE_DIR / 'var' / 'clinic.sqlite3'}"
+    url = reader.text("DATABASE_URL", default)
+    scheme = urlsplit(url).scheme
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+        raise ConfigError("DATABASE_URL", "expected sqlite:///path or postgres://user@host/name")
+    try:
+        config: dict[str, Any] = environ.Env.db_url_config(url)
+        urlsplit(url).port  # noqa: B018 - a bad port raises here
+    except (ValueError, KeyError, ImproperlyConfigured) as exc:
+        raise ConfigError("DATABASE_URL", "cannot parse the URL") from exc
+    if scheme == "sqlite":
+        if not config.get("NAME"):
+            raise ConfigError("DATABASE_URL", "the SQLite URL names no file")
+        config["ENGINE"] = "django_prometheus.db.backends.sqlite3"
+        # IMMEDIATE transactions take the write lock up front, so two bookings racing for one
+        # slot queue behind each other instead of failing with "database is locked".
+        config["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    else:
+        if not config.get("NAME"):
+            raise ConfigError("DATABASE_URL", "the PostgreSQL URL names no database")
+        config["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        config.setdefault("CONN_MAX_AGE", 60)
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+def _fernet_keys(reader: _Reader) -> list[str]:
+    keys = reader.items("FIELD_ENCRYPTION_KEYS")
+    for position, key in enumerate(keys, start=1):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError(
+                "FIELD_ENCRYPTION_KEYS",
+                f"key {position} is not a Fernet key (url-safe base64 of 32 bytes)",
+            )
+    return keys
+
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def load_config(environ_map: Mapping[str, str]) -> Config:
+    """Build the validated :class:`Config` from an environment mapping."""
+    reader = _Reader(environ_map)
+    warnings: list[str] = []
+
+    for name in sorted(reader.raw):
+        if name.startswith(OWN_PREFIXES) and name not in KNOWN_VARIABLES:
+            raise ConfigError(name, "unknown setting (misspelled?)")
+
+    app_env = reader.choice("APP_ENV", APP_ENVS, "development")
+    production = app_env == "production"
+    debug = reader.flag("DEBUG", default=not production)
+
+    secret_key = reader.text("SECRET_KEY", DEV_SECRET_KEY)
+    allowed_hosts = reader.items(
+        "ALLOWED_HOSTS", [] if production else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+    )
+    keys = _fernet_keys(reader)
+    blind_index_key = reader.text("BLIND_INDEX_KEY")
+
+    stt = reader.choice("STT_PROVIDER", STT_PROVIDERS, "pocketsphinx")
+    tts = reader.choice("TTS_PROVIDER", TTS_PROVIDERS, "espeak")
+    nlu = reader.choice("NLU_PROVIDER", NLU_PROVIDERS, "rules")
+    deepgram_key = reader.text("DEEPGRAM_API_KEY")
+    openai_key = reader.text("OPENAI_API_KEY")
+    twilio_sid = reader.text("TWILIO_ACCOUNT_SID")
+    twilio_token = reader.text("TWILIO_AUTH_TOKEN")
+    public_base_url = reader.url("PUBLIC_BASE_URL", ("https", "http"), "http://localhost:8000")
+    front_desk = reader.text("FRONT_DESK_NUMBER")
+    if front_desk and not _E164.match(front_desk):
+        raise ConfigError("FRONT_DESK_NUMBER", "expected an E.164 number such as +15551234567")
+    if twilio_sid and not re.fullmatch(r"AC[0-9a-fA-F]{32}", twilio_sid):
+        raise ConfigError("TWILIO_ACCOUNT_SID", "expected AC followed by 32 hex digits")
+
+    if "deepgram" in (stt, tts) and not deepgram_key:
+        which = "STT_PROVIDER" if stt == "deepgram" else "TTS_PROVIDER"
+        raise ConfigError("DEEPGRAM_API_KEY", f"required because {which}=deepgram")
+    if nlu == "openai" and not openai_key:
+        raise ConfigError("OPENAI_API_KEY", "required because NLU_PROVIDER=openai")
+
+    if production:
+        if debug:
+            raise ConfigError("DEBUG", "must be off when APP_ENV=production")
+        if secret_key == DEV_SECRET_KEY or len(secret_key) < 50:
+            raise ConfigError("SECRET_KEY", "set a random value of at least 50 characters")
+        if not allowed_hosts:
+            raise ConfigError("ALLOWED_HOSTS", "list the host names this server answers to")
+        if not keys:
+            raise ConfigError("FIELD_ENCRYPTION_KEYS", "required when APP_ENV=production")
+        if DEV_FIELD_ENCRYPTION_KEY in keys:
+            raise ConfigError("FIELD_ENCRYPTION_KEYS", "the development key is not allowed")
+        if len(blind_index_key) < 32 or blind_index_key == DEV_BLIND_INDEX_KEY:
+            raise ConfigError("BLIND_INDEX_KEY", "set a random value of at least 32 characters")
+        if not twilio_token:
+            raise ConfigError("TWILIO_AUTH_TOKEN", "required when APP_ENV=production")
+        if not twilio_sid:
+            raise ConfigError("TWILIO_ACCOUNT_SID", "required when APP_ENV=production")
+        if not public_base_url.startswith("https://"):
+            raise ConfigError("PUBLIC_BASE_URL", "must be https:// when APP_ENV=production")
+    if not keys:
+        keys = [DEV_FIELD_ENCRYPTION_KEY]
+        warnings.append("FIELD_ENCRYPTION_KEYS not set: using the development key")
+    if not blind_index_key:
+        blind_index_key = DEV_BLIND_INDEX_KEY
+
+    clinic_tz = reader.text("CLINIC_TIME_ZONE", "America/New_York")
+    try:
+        zoneinfo.ZoneInfo(clinic_tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("CLINIC_TIME_ZONE", f"unknown time zone {clinic_tz!r}") from None
+
+    log_format = reader.choice("LOG_FORMAT", ("json", "console", "auto"), "auto")
+    log_json = production if log_format == "auto" else log_format == "json"
+
+    return Config(
+        app_env=app_env,
+        debug=debug,
+        secret_key=secret_key,
+        allowed_hosts=allowed_hosts,
+        csrf_trusted_origins=reader.items("CSRF_TRUSTED_ORIGINS"),
+        database=_database(reader),
+        redis_url=reader.url("REDIS_URL", ("redis", "rediss")) or None,
+        log_level=reader.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper(),
+        log_json=log_json,
+        field_encryption_keys=keys,
+        blind_index_key=blind_index_key,
+        clinic_name=reader.text("CLINIC_NAME", "Riverside Family Clinic"),
+        clinic_time_zone=clinic_tz,
+        opening_hours=reader.text("CLINIC_OPENING_HOURS", "mon-fri 08:00-17:00"),
+        accepted_carriers=reader.items("CLINIC_ACCEPTED_CARRIERS"),
+        slot_horizon_days=reader.integer("SLOT_HORIZON_DAYS", 60, minimum=1),
+        slot_hold_seconds=reader.integer("SLOT_HOLD_SECONDS", 120, minimum=10),
+        transcript_retention_days=reader.integer("TRANSCRIPT_RETENTION_DAYS", 30, minimum=1),
+        reprompt_limit=reader.integer("REPROMPT_LIMIT", 2, minimum=1),
+        call_silence_seconds=reader.number("CALL_SILENCE_SECONDS", 6.0, minimum=1.0),
+        call_max_seconds=reader.integer("CALL_MAX_SECONDS", 900, minimum=60),
+        stt_provider=stt,
+        tts_provider=tts,
+        nlu_provider=nlu,
+        nlu_timeout_seconds=reader.number("NLU_TIMEOUT_SECONDS", 3.0, minimum=0.1),
+        twilio_account_sid=twilio_sid,
+        twilio_auth_token=twilio_token,
+        public_base_url=public_base_url,
+        front_desk_number=front_desk,
+        deepgram_api_key=deepgram_key,
+        deepgram_base_url=reader.url("DEEPGRAM_BASE_URL", ("https", "http", "wss", "ws")),
+        openai_api_key=openai_key,
+        openai_base_url=reader.url("OPENAI_BASE_URL", ("https", "http")),
+        openai_model=reader.text("OPENAI_MODEL", "gpt-4o-mini"),
+        warnings=warnings,
+    )

@@ -1,0 +1,169 @@
+"""Django settings, built from the validated environment in :mod:`clinic.config`.
+
+Nothing here reads ``os.environ`` directly: :func:`clinic.config.load_config` does that once
+and refuses a wrong value with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+from clinic.config import BASE_DIR, load_config
+from clinic.logs import logging_config
+
+CONFIG = load_config(os.environ)
+
+APP_ENV = CONFIG.app_env
+DEBUG = CONFIG.debug
+SECRET_KEY = CONFIG.secret_key
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
+
+INSTALLED_APPS = [
+    "daphne",  # first, so that `manage.py runserver` serves ASGI through Daphne
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_prometheus",
+    "clinic",
+    "intake",
+    "voice",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "clinic.middleware.RequestIdMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "clinic.urls"
+ASGI_APPLICATION = "clinic.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": CONFIG.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+# Stored in UTC; shown in the clinic's zone (admin uses TIME_ZONE for display).
+USE_TZ = True
+TIME_ZONE = CONFIG.clinic_time_zone
+USE_I18N = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+# var/ holds the embedded SQLite file and collected static files; it is never committed.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if CONFIG.production
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+if CONFIG.production:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_AGE = 8 * 60 * 60  # one working day for staff
+X_FRAME_OPTIONS = "DENY"
+
+# --- Channels -------------------------------------------------------------------------------
+REDIS_URL = CONFIG.redis_url
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ---------------------------------------------------------------------------------
+# Without Redis, tasks run eagerly in the calling process (embedded default).
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True  # a task is acknowledged only once it has finished
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # ...and re-queued if its worker dies mid-way
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+# Periodic jobs are registered by the apps that own them (see each app's `schedule.py`).
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+
+# --- Logging --------------------------------------------------------------------------------
+LOGGING = logging_config(level=CONFIG.log_level, json_lines=CONFIG.log_json)
+
+# --- Clinic ---------------------------------------------------------------------------------
+CLINIC_NAME = CONFIG.clinic_name
+CLINIC_OPENING_HOURS = CONFIG.opening_hours
+CLINIC_ACCEPTED_CARRIERS = CONFIG.accepted_carriers
+SLOT_HORIZON_DAYS = CONFIG.slot_horizon_days
+SLOT_HOLD_SECONDS = CONFIG.slot_hold_seconds
+TRANSCRIPT_RETENTION_DAYS = CONFIG.transcript_retention_days
+REPROMPT_LIMIT = CONFIG.reprompt_limit
+CALL_SILENCE_SECONDS = CONFIG.call_silence_seconds
+CALL_MAX_SECONDS = CONFIG.call_max_seconds
+FIELD_ENCRYPTION_KEYS = CONFIG.field_encryption_keys
+BLIND_INDEX_KEY = CONFIG.blind_index_key
+
+# --- Speech and telephony providers ---------------------------------------------------------
+STT_PROVIDER = CONFIG.stt_provider
+TTS_PROVIDER = CONFIG.tts_provider
+NLU_PROVIDER = CONFIG.nlu_provider
+NLU_TIMEOUT_SECONDS = CONFIG.nlu_timeout_seconds
+TWILIO_ACCOUNT_SID = CONFIG.twilio_account_sid
+TWILIO_AUTH_TOKEN = CONFIG.twilio_auth_token
+PUBLIC_BASE_URL = CONFIG.public_base_url
+FRONT_DESK_NUMBER = CONFIG.front_desk_number
+DEEPGRAM_API_KEY = CONFIG.deepgram_api_key
+DEEPGRAM_BASE_URL = CONFIG.deepgram_base_url
+OPENAI_API_KEY = CONFIG.openai_api_key
+OPENAI_BASE_URL = CONFIG.openai_base_url
+OPENAI_MODEL = CONFIG.openai_model

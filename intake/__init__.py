@@ -1,0 +1,1 @@
+"""Patients, calls, transcripts and follow-ups; the intake conversation."""
