@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import intake.schedule as intake_schedule
+from clinic import schedule as clinic_schedule
 from clinic.config import BASE_DIR, load_config
 from clinic.logs import logging_config
 
@@ -134,8 +136,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
-# Periodic jobs are registered by the apps that own them (see each app's `schedule.py`).
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+# Periodic jobs are declared by the apps that own them, in each app's `schedule.py`.
+CELERY_BEAT_SCHEDULE = {**clinic_schedule.BEAT_SCHEDULE, **intake_schedule.BEAT_SCHEDULE}
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = logging_config(level=CONFIG.log_level, json_lines=CONFIG.log_json)
@@ -167,3 +169,6 @@ DEEPGRAM_BASE_URL = CONFIG.deepgram_base_url
 OPENAI_API_KEY = CONFIG.openai_api_key
 OPENAI_BASE_URL = CONFIG.openai_base_url
 OPENAI_MODEL = CONFIG.openai_model
+
+# The calendar refers to patients by this model name, like AUTH_USER_MODEL (see clinic.models).
+CLINIC_PATIENT_MODEL = "intake.Patient"
