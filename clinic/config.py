@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
+import tempfile
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -232,6 +234,11 @@ def _database(reader: _Reader) -> dict[str, Any]:
         if not config.get("NAME"):
             raise ConfigError("DATABASE_URL", "the SQLite URL names no file")
         config["ENGINE"] = "django_prometheus.db.backends.sqlite3"
+        # Tests use a file (not Django's shared in-memory database) so that concurrent
+        # bookings from threads and processes meet real SQLite locking; one file per process.
+        config["TEST"] = {
+            "NAME": str(Path(tempfile.gettempdir()) / f"clinic-test-{os.getpid()}.sqlite3")
+        }
         # IMMEDIATE transactions take the write lock up front, so two bookings racing for one
         # slot queue behind each other instead of failing with "database is locked".
         config["OPTIONS"] = {

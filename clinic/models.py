@@ -151,7 +151,13 @@ class Slot(models.Model):
             models.UniqueConstraint(fields=["provider", "start"], name="one_slot_per_start"),
             models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="slot_order"),
         ]
-        indexes = [models.Index(fields=["status", "start"], name="slot_status_start")]
+        indexes = [
+            models.Index(fields=["status", "start"], name="slot_status_start"),
+            # open_slots walks this in time order and stops at the first few matches.
+            models.Index(
+                fields=["start"], condition=Q(status__in=["free", "held"]), name="open_slot_start"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.start:%Y-%m-%d %H:%M} ({self.status})"

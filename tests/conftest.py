@@ -57,3 +57,9 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
         raise RuntimeError("throwaway redis-server did not start")
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    """Staff users are created in many tests; PBKDF2's deliberate slowness is not under test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
