@@ -20,8 +20,8 @@ class SmallClinic:
 
 @pytest.fixture
 def small_clinic(db: None) -> SmallClinic:
-    provider = ProviderFactory(name="Dr. Amara Patel")
-    visit = AppointmentTypeFactory(name="Sick visit", providers=[provider])
-    rule = RuleFactory(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
+    provider = ProviderFactory.create(name="Dr. Amara Patel")
+    visit = AppointmentTypeFactory.create(name="Sick visit", providers=[provider])
+    rule = RuleFactory.create(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
     slots_generate(horizon_days=14)
     return SmallClinic(provider, visit, rule)

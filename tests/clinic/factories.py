@@ -9,7 +9,7 @@ import factory
 from clinic.models import AppointmentType, AvailabilityRule, Provider, TimeOff
 
 
-class ProviderFactory(factory.django.DjangoModelFactory):
+class ProviderFactory(factory.django.DjangoModelFactory[Provider]):
     class Meta:
         model = Provider
 
@@ -17,7 +17,7 @@ class ProviderFactory(factory.django.DjangoModelFactory):
     specialty = "Family medicine"
 
 
-class AppointmentTypeFactory(factory.django.DjangoModelFactory):
+class AppointmentTypeFactory(factory.django.DjangoModelFactory[AppointmentType]):
     class Meta:
         model = AppointmentType
         skip_postgeneration_save = True
@@ -32,7 +32,7 @@ class AppointmentTypeFactory(factory.django.DjangoModelFactory):
             self.providers.set(extracted)
 
 
-class RuleFactory(factory.django.DjangoModelFactory):
+class RuleFactory(factory.django.DjangoModelFactory[AvailabilityRule]):
     class Meta:
         model = AvailabilityRule
 
@@ -44,7 +44,7 @@ class RuleFactory(factory.django.DjangoModelFactory):
     effective_from = date(2020, 1, 1)
 
 
-class TimeOffFactory(factory.django.DjangoModelFactory):
+class TimeOffFactory(factory.django.DjangoModelFactory[TimeOff]):
     class Meta:
         model = TimeOff
 

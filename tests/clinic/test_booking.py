@@ -92,7 +92,7 @@ class TestAppointments:
             appointment_book(slot_id=slot.pk, appointment_type=small_clinic.visit)
 
     def test_a_type_the_provider_does_not_offer_is_refused(self, small_clinic) -> None:
-        other = AppointmentTypeFactory(providers=[ProviderFactory()])
+        other = AppointmentTypeFactory.create(providers=[ProviderFactory.create()])
         with pytest.raises(TypeNotOffered):
             appointment_book(slot_id=first_free(small_clinic).pk, appointment_type=other)
 

@@ -19,20 +19,22 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 @pytest.fixture
 def two_providers():
-    patel = ProviderFactory(name="Dr. Patel")
-    chen = ProviderFactory(name="Dr. Chen", accepts_new_patients=False)
-    sick = AppointmentTypeFactory(name="Sick visit", providers=[patel, chen])
-    long_physical = AppointmentTypeFactory(name="Physical", duration_minutes=60, providers=[patel])
-    new_patient = AppointmentTypeFactory(
+    patel = ProviderFactory.create(name="Dr. Patel")
+    chen = ProviderFactory.create(name="Dr. Chen", accepts_new_patients=False)
+    sick = AppointmentTypeFactory.create(name="Sick visit", providers=[patel, chen])
+    long_physical = AppointmentTypeFactory.create(
+        name="Physical", duration_minutes=60, providers=[patel]
+    )
+    new_patient = AppointmentTypeFactory.create(
         name="New patient", kind=AppointmentType.Kind.NEW_PATIENT, providers=[patel, chen]
     )
     everyday = [0, 1, 2, 3, 4, 5, 6]
-    RuleFactory(provider=patel, weekdays=everyday, start_time=time(8), end_time=time(12))
-    long_rule = RuleFactory(
+    RuleFactory.create(provider=patel, weekdays=everyday, start_time=time(8), end_time=time(12))
+    long_rule = RuleFactory.create(
         provider=patel, weekdays=[2], start_time=time(13), end_time=time(15), slot_minutes=60
     )
     long_rule.appointment_types.set([long_physical])
-    RuleFactory(provider=chen, weekdays=everyday, start_time=time(14), end_time=time(18))
+    RuleFactory.create(provider=chen, weekdays=everyday, start_time=time(14), end_time=time(18))
     slots_generate(horizon_days=14)
     return {
         "patel": patel,
@@ -85,7 +87,9 @@ def test_filter_by_appointment_type_respects_rules_and_duration(two_providers) -
     assert physicals
     assert all(s.duration_minutes >= 60 and local(s).weekday() == 2 for s in physicals)
     sick = open_slots(appointment_type=two_providers["sick"], limit=500)
-    assert all(s.rule.slot_minutes == 30 for s in sick)  # the physical-only hours are excluded
+    assert all(
+        s.rule is not None and s.rule.slot_minutes == 30 for s in sick
+    )  # the physical-only hours are excluded
 
 
 def test_new_patients_only_see_providers_who_accept_them(two_providers) -> None:

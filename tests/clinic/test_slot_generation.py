@@ -22,8 +22,8 @@ pytestmark = pytest.mark.django_db
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 def local_starts(provider, day: date) -> list[str]:
@@ -37,8 +37,8 @@ def local_starts(provider, day: date) -> list[str]:
 
 @override_settings(TIME_ZONE="America/New_York")
 def test_spring_forward_skips_the_missing_hour() -> None:
-    provider = ProviderFactory()
-    RuleFactory(provider=provider, weekdays=[6], start_time=time(1), end_time=time(4))
+    provider = ProviderFactory.create()
+    RuleFactory.create(provider=provider, weekdays=[6], start_time=time(1), end_time=time(4))
     slots_generate(now=utc(2027, 3, 10, 12), horizon_days=7)
     assert local_starts(provider, date(2027, 3, 14)) == [
         "01:00 EST",
@@ -50,8 +50,8 @@ def test_spring_forward_skips_the_missing_hour() -> None:
 
 @override_settings(TIME_ZONE="America/New_York")
 def test_fall_back_makes_each_wall_clock_slot_once() -> None:
-    provider = ProviderFactory()
-    RuleFactory(provider=provider, weekdays=[6], start_time=time(0), end_time=time(3))
+    provider = ProviderFactory.create()
+    RuleFactory.create(provider=provider, weekdays=[6], start_time=time(0), end_time=time(3))
     slots_generate(now=utc(2027, 11, 3, 12), horizon_days=7)
     assert local_starts(provider, date(2027, 11, 7)) == [
         "00:00 EDT",
@@ -65,8 +65,8 @@ def test_fall_back_makes_each_wall_clock_slot_once() -> None:
 
 @override_settings(TIME_ZONE="America/New_York")
 def test_nine_oclock_stays_nine_oclock_local_across_the_change() -> None:
-    provider = ProviderFactory()
-    RuleFactory(provider=provider, weekdays=[4], start_time=time(9), end_time=time(9, 30))
+    provider = ProviderFactory.create()
+    RuleFactory.create(provider=provider, weekdays=[4], start_time=time(9), end_time=time(9, 30))
     slots_generate(now=utc(2027, 3, 8, 12), horizon_days=14)
     starts = list(
         Slot.objects.filter(provider=provider).order_by("start").values_list("start", flat=True)
@@ -75,8 +75,8 @@ def test_nine_oclock_stays_nine_oclock_local_across_the_change() -> None:
 
 
 def test_generation_covers_the_horizon_and_is_idempotent() -> None:
-    provider = ProviderFactory()
-    RuleFactory(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
+    provider = ProviderFactory.create()
+    RuleFactory.create(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
     first = slots_generate(now=utc(2027, 1, 4, 5), horizon_days=10)
     assert first.created == 11 * 6  # today plus ten days, six half-hours a day
     again = slots_generate(now=utc(2027, 1, 4, 5), horizon_days=10)
@@ -84,8 +84,8 @@ def test_generation_covers_the_horizon_and_is_idempotent() -> None:
 
 
 def test_rule_effective_dates_are_respected() -> None:
-    provider = ProviderFactory()
-    RuleFactory(
+    provider = ProviderFactory.create()
+    RuleFactory.create(
         provider=provider,
         weekdays=[0, 1, 2, 3, 4, 5, 6],
         effective_from=date(2027, 1, 6),
@@ -99,9 +99,9 @@ def test_rule_effective_dates_are_respected() -> None:
 def test_editing_a_rule_regenerates_free_slots_but_keeps_booked_ones(
     django_capture_on_commit_callbacks,
 ) -> None:
-    provider = ProviderFactory()
-    visit = AppointmentTypeFactory(providers=[provider])
-    rule = RuleFactory(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
+    provider = ProviderFactory.create()
+    visit = AppointmentTypeFactory.create(providers=[provider])
+    rule = RuleFactory.create(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
     slots_generate(horizon_days=5)
     booked_slot = Slot.objects.filter(provider=provider).order_by("start").last()
     assert booked_slot is not None
@@ -137,14 +137,16 @@ def test_editing_a_rule_regenerates_free_slots_but_keeps_booked_ones(
 
 
 def test_time_off_blocks_free_slots_and_flags_a_booked_one() -> None:
-    provider = ProviderFactory()
-    visit = AppointmentTypeFactory(providers=[provider])
-    RuleFactory(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
+    provider = ProviderFactory.create()
+    visit = AppointmentTypeFactory.create(providers=[provider])
+    RuleFactory.create(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
     slots_generate(horizon_days=5)
     day_slots = list(Slot.objects.filter(provider=provider).order_by("start")[6:12])
     appointment = appointment_book(slot_id=day_slots[2].pk, appointment_type=visit)
 
-    period = TimeOffFactory(provider=provider, start=day_slots[0].start, end=day_slots[-1].end)
+    period = TimeOffFactory.create(
+        provider=provider, start=day_slots[0].start, end=day_slots[-1].end
+    )
     report = slots_generate(horizon_days=5)
     statuses = [Slot.objects.get(pk=s.pk).status for s in day_slots]
     assert statuses.count(Slot.Status.BLOCKED) == 5
@@ -164,8 +166,8 @@ def test_time_off_blocks_free_slots_and_flags_a_booked_one() -> None:
 
 
 def test_inactive_provider_loses_free_slots() -> None:
-    provider = ProviderFactory()
-    RuleFactory(provider=provider)
+    provider = ProviderFactory.create()
+    RuleFactory.create(provider=provider)
     slots_generate(horizon_days=7)
     assert Slot.objects.filter(provider=provider).exists()
     provider.active = False
@@ -175,8 +177,8 @@ def test_inactive_provider_loses_free_slots() -> None:
 
 
 def test_slots_in_the_past_are_never_touched() -> None:
-    provider = ProviderFactory()
-    RuleFactory(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
+    provider = ProviderFactory.create()
+    RuleFactory.create(provider=provider, weekdays=[0, 1, 2, 3, 4, 5, 6])
     past = Slot.objects.create(
         provider=provider,
         start=utc(2020, 1, 1, 15),
