@@ -152,11 +152,8 @@ class Slot(models.Model):
             models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="slot_order"),
         ]
         indexes = [
-            models.Index(fields=["status", "start"], name="slot_status_start"),
-            # open_slots walks this in time order and stops at the first few matches.
-            models.Index(
-                fields=["start"], condition=Q(status__in=["free", "held"]), name="open_slot_start"
-            ),
+            # open_slots walks this in time order and stops at the first few open slots.
+            models.Index(fields=["start", "provider"], name="slot_start_provider"),
         ]
 
     def __str__(self) -> str:

@@ -109,7 +109,8 @@ def open_slots(
         last = end or now + timedelta(days=settings.SLOT_HORIZON_DAYS + 1)
         part = PartOfDay(part_of_day) if part_of_day is not None else None
         slots = slots.filter(_local_windows(earliest, last, weekdays, part))
-    ordered: QuerySet[Slot] = slots.select_related("provider").order_by("start", "provider__name")
+    # (start, provider) is the open-slot index's order, so the database stops after `limit` rows.
+    ordered: QuerySet[Slot] = slots.select_related("provider").order_by("start", "provider_id")
     if limit is not None:
         ordered = ordered[:limit]
     return list(ordered)
