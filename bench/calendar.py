@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import threading
 import time
 from datetime import time as clock
 from datetime import timedelta
+from pathlib import Path
 
 import django
 
@@ -208,6 +210,12 @@ def bench_admin_queries(visit: AppointmentType) -> None:
 
 def main() -> None:
     setup_test_environment()
+    # A database of its own, so that a test run at the same time is not disturbed.
+    test_settings = connection.settings_dict.setdefault("TEST", {})
+    if connection.vendor == "postgresql":
+        test_settings["NAME"] = "clinic_bench"
+    else:
+        test_settings["NAME"] = str(Path(tempfile.gettempdir()) / "clinic-bench.sqlite3")
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         vendor = connection.vendor
