@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from clinic.hours import parse_opening_hours
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Development-only secrets. Production refuses to start while any of them is in use.
@@ -35,6 +37,15 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S10
 DEV_FIELD_ENCRYPTION_KEY = base64.urlsafe_b64encode(b"dev-only-field-encryption-key-32").decode()
 DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-not-for-production"
 
+DEFAULT_CARRIERS = (
+    "Aetna",
+    "Blue Cross Blue Shield",
+    "Cigna",
+    "UnitedHealthcare",
+    "Humana",
+    "Medicare",
+    "Medicaid",
+)
 APP_ENVS = ("development", "test", "production")
 STT_PROVIDERS = ("pocketsphinx", "deepgram")
 TTS_PROVIDERS = ("espeak", "deepgram")
@@ -78,6 +89,8 @@ KNOWN_VARIABLES = frozenset(
         "OPENAI_API_KEY",
         "OPENAI_BASE_URL",
         "OPENAI_MODEL",
+        "EMAIL_URL",
+        "DEFAULT_FROM_EMAIL",
     }
 )
 
@@ -128,6 +141,8 @@ class Config:
     openai_api_key: str
     openai_base_url: str
     openai_model: str
+    email: dict[str, Any] = field(default_factory=dict)
+    default_from_email: str = ""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -344,8 +359,27 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError("CLINIC_TIME_ZONE", f"unknown time zone {clinic_tz!r}") from None
 
+    opening_hours = reader.text("CLINIC_OPENING_HOURS", "mon-fri 08:00-17:00")
+    try:
+        parse_opening_hours(opening_hours, clinic_tz)
+    except ValueError as exc:
+        raise ConfigError("CLINIC_OPENING_HOURS", str(exc)) from None
+    carriers = reader.items("CLINIC_ACCEPTED_CARRIERS", list(DEFAULT_CARRIERS))
+
     log_format = reader.choice("LOG_FORMAT", ("json", "console", "auto"), "auto")
     log_json = production if log_format == "auto" else log_format == "json"
+
+    email_url = reader.text("EMAIL_URL", "filemail://")
+    try:
+        email = environ.Env.email_url_config(email_url)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError("EMAIL_URL", "expected smtp://user:password@host:port") from exc
+    if email["EMAIL_BACKEND"].endswith("filebased.EmailBackend"):
+        # Development outbox: one file per message under var/outbox unless a path is given.
+        path = email.get("EMAIL_FILE_PATH") or ""
+        email["EMAIL_FILE_PATH"] = "/" + path if path else str(BASE_DIR / "var" / "outbox")
+    if production and not email_url.startswith(("smtp://", "smtps://", "smtp+tls://")):
+        raise ConfigError("EMAIL_URL", "production sends confirmations over SMTP")
 
     return Config(
         app_env=app_env,
@@ -361,8 +395,8 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         blind_index_key=blind_index_key,
         clinic_name=reader.text("CLINIC_NAME", "Riverside Family Clinic"),
         clinic_time_zone=clinic_tz,
-        opening_hours=reader.text("CLINIC_OPENING_HOURS", "mon-fri 08:00-17:00"),
-        accepted_carriers=reader.items("CLINIC_ACCEPTED_CARRIERS"),
+        opening_hours=opening_hours,
+        accepted_carriers=carriers,
         slot_horizon_days=reader.integer("SLOT_HORIZON_DAYS", 60, minimum=1),
         slot_hold_seconds=reader.integer("SLOT_HOLD_SECONDS", 120, minimum=10),
         transcript_retention_days=reader.integer("TRANSCRIPT_RETENTION_DAYS", 30, minimum=1),
@@ -382,5 +416,7 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         openai_api_key=openai_key,
         openai_base_url=reader.url("OPENAI_BASE_URL", ("https", "http")),
         openai_model=reader.text("OPENAI_MODEL", "gpt-4o-mini"),
+        email=email,
+        default_from_email=reader.text("DEFAULT_FROM_EMAIL", "appointments@clinic.example"),
         warnings=warnings,
     )

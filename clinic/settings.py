@@ -139,6 +139,18 @@ CELERY_TIMEZONE = "UTC"
 # Periodic jobs are declared by the apps that own them, in each app's `schedule.py`.
 CELERY_BEAT_SCHEDULE = {**clinic_schedule.BEAT_SCHEDULE, **intake_schedule.BEAT_SCHEDULE}
 
+# --- E-mail (booking confirmations, sent by a Celery task) --------------------------------
+EMAIL_BACKEND = CONFIG.email["EMAIL_BACKEND"]
+EMAIL_HOST = CONFIG.email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = CONFIG.email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = CONFIG.email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = CONFIG.email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = CONFIG.email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = CONFIG.email.get("EMAIL_USE_SSL", False)
+EMAIL_FILE_PATH = CONFIG.email.get("EMAIL_FILE_PATH", "")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = CONFIG.default_from_email
+
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = logging_config(level=CONFIG.log_level, json_lines=CONFIG.log_json)
 

@@ -24,6 +24,7 @@ PRODUCTION = {
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
     "TWILIO_AUTH_TOKEN": "token",
     "PUBLIC_BASE_URL": "https://clinic.example.org",
+    "EMAIL_URL": "smtp://mailer:secret@smtp.example.org:587",
 }
 
 
@@ -71,6 +72,7 @@ def test_a_complete_production_configuration_is_accepted() -> None:
         ({"TTS_PROVIDER": "deepgram"}, "DEEPGRAM_API_KEY"),
         ({"NLU_PROVIDER": "openai"}, "OPENAI_API_KEY"),
         ({"PUBLIC_BASE_URL": "http://clinic.example.org"}, "PUBLIC_BASE_URL"),
+        ({"EMAIL_URL": None}, "EMAIL_URL"),
     ],
 )
 def test_production_refuses_unsafe_settings(change: dict[str, str | None], variable: str) -> None:
@@ -99,6 +101,8 @@ def test_production_refuses_unsafe_settings(change: dict[str, str | None], varia
         ({"FRONT_DESK_NUMBER": "555-1234"}, "FRONT_DESK_NUMBER"),
         ({"PUBLIC_BASE_URL": "clinic.example.org"}, "PUBLIC_BASE_URL"),
         ({"CLINIC_TIMEZONE": "UTC"}, "CLINIC_TIMEZONE"),
+        ({"CLINIC_OPENING_HOURS": "weekdays 9 to 5"}, "CLINIC_OPENING_HOURS"),
+        ({"CLINIC_OPENING_HOURS": "mon-fri 17:00-08:00"}, "CLINIC_OPENING_HOURS"),
     ],
 )
 def test_malformed_values_are_refused_in_any_environment(

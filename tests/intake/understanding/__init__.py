@@ -1,0 +1,1 @@
+"""Tests of the understanding engines and red-flag screening."""
