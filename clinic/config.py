@@ -36,6 +36,8 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"  # noqa: S10
 # Fernet keys are url-safe base64 of 32 bytes.
 DEV_FIELD_ENCRYPTION_KEY = base64.urlsafe_b64encode(b"dev-only-field-encryption-key-32").decode()
 DEV_BLIND_INDEX_KEY = "dev-only-blind-index-key-not-for-production"
+# Lets the call simulator sign webhooks in development; refused in production.
+DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"  # noqa: S105
 
 DEFAULT_CARRIERS = (
     "Aetna",
@@ -341,7 +343,7 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
             raise ConfigError("FIELD_ENCRYPTION_KEYS", "the development key is not allowed")
         if len(blind_index_key) < 32 or blind_index_key == DEV_BLIND_INDEX_KEY:
             raise ConfigError("BLIND_INDEX_KEY", "set a random value of at least 32 characters")
-        if not twilio_token:
+        if not twilio_token or twilio_token == DEV_TWILIO_AUTH_TOKEN:
             raise ConfigError("TWILIO_AUTH_TOKEN", "required when APP_ENV=production")
         if not twilio_sid:
             raise ConfigError("TWILIO_ACCOUNT_SID", "required when APP_ENV=production")
@@ -352,6 +354,8 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         warnings.append("FIELD_ENCRYPTION_KEYS not set: using the development key")
     if not blind_index_key:
         blind_index_key = DEV_BLIND_INDEX_KEY
+    if not twilio_token:
+        twilio_token = DEV_TWILIO_AUTH_TOKEN
 
     clinic_tz = reader.text("CLINIC_TIME_ZONE", "America/New_York")
     try:
