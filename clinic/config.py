@@ -84,6 +84,7 @@ KNOWN_VARIABLES = frozenset(
         "NLU_TIMEOUT_SECONDS",
         "TWILIO_ACCOUNT_SID",
         "TWILIO_AUTH_TOKEN",
+        "TWILIO_API_BASE_URL",
         "PUBLIC_BASE_URL",
         "FRONT_DESK_NUMBER",
         "DEEPGRAM_API_KEY",
@@ -136,6 +137,7 @@ class Config:
     nlu_timeout_seconds: float
     twilio_account_sid: str
     twilio_auth_token: str
+    twilio_api_base_url: str
     public_base_url: str
     front_desk_number: str
     deepgram_api_key: str
@@ -413,6 +415,7 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         nlu_timeout_seconds=reader.number("NLU_TIMEOUT_SECONDS", 3.0, minimum=0.1),
         twilio_account_sid=twilio_sid,
         twilio_auth_token=twilio_token,
+        twilio_api_base_url=reader.url("TWILIO_API_BASE_URL", ("https", "http")),
         public_base_url=public_base_url,
         front_desk_number=front_desk,
         deepgram_api_key=deepgram_key,

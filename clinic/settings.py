@@ -183,6 +183,7 @@ NLU_PROVIDER = CONFIG.nlu_provider
 NLU_TIMEOUT_SECONDS = CONFIG.nlu_timeout_seconds
 TWILIO_ACCOUNT_SID = CONFIG.twilio_account_sid
 TWILIO_AUTH_TOKEN = CONFIG.twilio_auth_token
+TWILIO_API_BASE_URL = CONFIG.twilio_api_base_url  # empty: Twilio's own; tests use a fake
 PUBLIC_BASE_URL = CONFIG.public_base_url
 FRONT_DESK_NUMBER = CONFIG.front_desk_number
 DEEPGRAM_API_KEY = CONFIG.deepgram_api_key

@@ -34,6 +34,23 @@ class SlotSearch:
     relaxed: bool
 
 
+# How many of the earliest open slots are considered when choosing the few to offer.
+SEARCH_DEPTH = 40
+# Offered times are at least this far apart, so that "the first or the second" is a choice.
+MIN_GAP = dt.timedelta(hours=2)
+
+
+def spread(slots: list[Slot], count: int) -> list[Slot]:
+    """The earliest slot, then the next ones at least MIN_GAP after the previous pick."""
+    chosen: list[Slot] = []
+    for slot in slots:
+        if not chosen or slot.start - chosen[-1].start >= MIN_GAP:
+            chosen.append(slot)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
 class FrontDesk:
     """Database work for one call. Methods are short and named for what staff would do."""
 
@@ -168,15 +185,15 @@ class FrontDesk:
             part_of_day=state.part_of_day or None,
             start=not_before,
             new_patient=new_patient,
-            limit=count + len(exclude),
+            limit=SEARCH_DEPTH + len(exclude),
         )
-        slots = [slot for slot in wanted if slot.pk not in exclude][:count]
+        slots = spread([slot for slot in wanted if slot.pk not in exclude], count)
         if slots:
             return SlotSearch(slots, relaxed=False)
         fallback = calendar.open_slots(
-            appointment_type=kind, new_patient=new_patient, limit=count + len(exclude)
+            appointment_type=kind, new_patient=new_patient, limit=SEARCH_DEPTH + len(exclude)
         )
-        return SlotSearch([s for s in fallback if s.pk not in exclude][:count], relaxed=True)
+        return SlotSearch(spread([s for s in fallback if s.pk not in exclude], count), True)
 
     def offers_for(self, slots: list[Slot]) -> list[Offer]:
         offers = []

@@ -79,7 +79,7 @@ class Flow:
         elif understanding.intent == Intent.AGENT:
             self.person_requested()
         elif understanding.intent == Intent.REPEAT:
-            self._say(self.state.last_prompt)
+            self._say(self.state.last_prompt or self.question.prompt(self.desk))
             self._expect()
         elif understanding.intent == Intent.GOODBYE and self.state.question != "anything_else":
             self._caller_left(prompts.GOODBYE)
@@ -99,7 +99,7 @@ class Flow:
                 )
             )
         else:
-            self._say(prompts.STILL_THERE + self.state.last_prompt, remember=False)
+            self._say(prompts.STILL_THERE + self.state.last_prompt)
             self._expect()
         return self.actions
 
@@ -156,7 +156,8 @@ class Flow:
         self.state.question = step.question
         self.call.phase = self.question.phase
         prompt = self.question.prompt(self.desk)
-        self._say(f"{step.preface} {prompt}".strip(), remember=True)
+        self.state.last_prompt = prompt  # "repeat that" repeats the question, not the preface
+        self._say(f"{step.preface} {prompt}".strip())
         self._expect()
 
     def _retry(self, step: Retry) -> None:
@@ -172,7 +173,7 @@ class Flow:
             )
             return
         prompt = step.hint or self.question.prompt(self.desk)
-        self._say(prompts.DIDNT_CATCH + prompt, remember=False)
+        self._say(prompts.DIDNT_CATCH + prompt)
         self._expect()
 
     def _end(self, step: End, priority: int | None = None) -> None:
@@ -201,10 +202,7 @@ class Flow:
             self.actions.append(HangUp())
         self.desk.finish(completed or OUTCOME.ABANDONED)
 
-    def _say(self, text: str, remember: bool = False) -> None:
-        """Speak; ``remember`` keeps it as what "repeat that" and reprompts say again."""
-        if remember:
-            self.state.last_prompt = text
+    def _say(self, text: str) -> None:
         self.actions.append(Say(text))
 
     def _expect(self) -> None:

@@ -213,10 +213,15 @@ def phone(desk: FrontDesk, u: Understanding, said: str) -> Step:
     return Ask("email")
 
 
+def _skipped(u: Understanding, said: str) -> bool:
+    """ "Skip", "no", "I don't have one": an optional answer the caller declines."""
+    return u.intent in (NO, Intent.DONT_KNOW) or any(w in said.lower() for w in SKIP_WORDS)
+
+
 def email(desk: FrontDesk, u: Understanding, said: str) -> Step:
     if u.email:
         desk.state.email = u.email
-    elif not (u.intent in (NO, Intent.DONT_KNOW) or any(w in said.lower() for w in SKIP_WORDS)):
+    elif not _skipped(u, said):
         return Retry()
     return Ask("address")
 
@@ -224,7 +229,7 @@ def email(desk: FrontDesk, u: Understanding, said: str) -> Step:
 def address(desk: FrontDesk, u: Understanding, said: str) -> Step:
     if u.address is not None and u.address.street:
         desk.state.address = u.address.as_dict()
-    elif u.intent not in (NO, Intent.DONT_KNOW):
+    elif not _skipped(u, said):
         return Retry()
     desk.save_contact_details()
     return Ask("carrier")

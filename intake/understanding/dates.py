@@ -40,7 +40,10 @@ def _dateparser(prefer: str, today: dt.date, require_full: bool) -> DateDataPars
 
 
 def _dateparse(text: str, prefer: str, today: dt.date, require_full: bool) -> dt.date | None:
-    data = _dateparser(prefer, today, require_full).get_date_data(text)
+    try:
+        data = _dateparser(prefer, today, require_full).get_date_data(text)
+    except (ValueError, OverflowError):  # dateparser's own arithmetic on absurd numbers
+        return None
     return data.date_obj.date() if data.date_obj else None
 
 
@@ -63,7 +66,7 @@ def with_digits(words: list[str]) -> str:
 def _safe_date(year: int, month: int, day: int) -> dt.date | None:
     try:
         return dt.date(year, month, day)
-    except ValueError:
+    except (ValueError, OverflowError):  # "february thirtieth", "99999999999"
         return None
 
 

@@ -58,8 +58,8 @@ class OpenAIEngine:
         )
 
     async def understand(self, text: str, expect: Expectation, context: Context) -> Understanding:
-        if not text.strip():
-            return self.fallback.parse(text, expect, context).with_engine(self.name)
+        if not text.strip():  # silence: nothing to send, and nothing to understand
+            return self.fallback.parse(text, expect, context)
         try:
             data = await self._ask(text, expect, context)
             return understanding_from_model(data, text, expect, context)

@@ -82,8 +82,8 @@ _LAST_FIRST = re.compile(
     r"\blast name (?:is )?(?P<last>[a-z'-]+(?: (?!first\b|and\b|my\b)[a-z'-]+){0,2})"
 )
 _WITH_LETTER = re.compile(
-    r"\bwith (?:a |an |two |double )?(?P<letter>[a-z]{1,2})(?:'?s| s\b)?"
-    r"(?: (?:instead of|not) (?:a |an )?(?P<instead>[a-z]{1,2}))?"
+    r"\bwith (?:a |an |two |double )?(?P<letter>why|wye|eye|[a-z]{1,2})(?:'?s| s\b)?"
+    r"(?: (?:instead of|not) (?:a |an )?(?P<instead>why|wye|eye|[a-z]{1,2}))?"
     r"(?P<end> at the end)?\b"
 )
 _LETTER_WORD = {"why": "y", "wye": "y", "ee": "e", "ie": "ie", "ay": "a", "eye": "i", "oh": "o"}

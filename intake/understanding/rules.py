@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
+from clinic.logs import get_logger
 from intake.understanding import intents
 from intake.understanding.address import parse_address
 from intake.understanding.contact import email_address, phone_e164
@@ -24,6 +25,8 @@ from intake.understanding.slots import choose_slot
 from intake.understanding.types import SELF_PAY, Context, Expectation, Intent, Understanding
 
 Extractor = Callable[[str, Context], Understanding]
+
+log = get_logger(__name__)
 
 MAX_REASON_LENGTH = 500
 _REASON_LEAD_IN = re.compile(
@@ -213,7 +216,18 @@ class RulesEngine:
         return self.parse(text, expect, context)
 
     def parse(self, text: str, expect: Expectation, context: Context) -> Understanding:
-        """The synchronous core of :meth:`understand` (a few milliseconds, never raises)."""
+        """The synchronous core of :meth:`understand`: a few milliseconds, and never raises.
+
+        The rules are the last resort of every engine, so a bug in an extractor costs the
+        caller one reprompt (an empty understanding), not the call; it is logged by class.
+        """
+        try:
+            return self._parse(text, expect, context)
+        except Exception as error:  # the fallback of the fallbacks must not fail the turn
+            log.error("nlu_rules_error", expectation=expect.value, error=type(error).__name__)
+            return Understanding(engine=self.name)
+
+    def _parse(self, text: str, expect: Expectation, context: Context) -> Understanding:
         if not intents.plain(text):
             return Understanding(engine=self.name)
         request = intents.request_intent(text)

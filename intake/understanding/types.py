@@ -63,7 +63,7 @@ class PartOfDay(StrEnum):
     EVENING = "evening"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Address:
     """A postal address as heard; any part may be missing."""
 
@@ -83,7 +83,7 @@ class Address:
         return {f.name: value for f in fields(self) if (value := getattr(self, f.name))}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class OfferedOption:
     """One appointment the conversation offered, as the caller heard it.
 
@@ -99,7 +99,7 @@ class OfferedOption:
     date: dt.date | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Context:
     """What an engine may know about the call: nothing here comes from the caller's words.
 
