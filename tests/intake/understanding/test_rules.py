@@ -162,3 +162,27 @@ def test_the_settings_choose_the_engine(settings: Settings) -> None:
 
     assert isinstance(engine, OpenAIEngine)
     assert (engine.model, engine.timeout) == ("gpt-4o-mini", 1.5)
+
+
+NOISE = [
+    "99999999999 third b zero at + with four zero",
+    "oh com y no thousand 99999999999 zero",
+    "actually eighty ... 999999999999999999999 xray , 7 a fifth",
+    "double double triple hundred thousand thousand",
+    "s as in for like instead of at the end",
+    "25:00 2:99 0th 32nd of march",
+    "ñ é 中 !!! @ . + #",
+    "with a with an with two",
+    "x" * 2000,
+]
+
+
+@pytest.mark.parametrize("text", NOISE)
+def test_noise_never_breaks_an_extractor(
+    text: str, context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    for expect in Expectation:
+        understood = ENGINE.parse(text, expect, replace(context, confirming=Expectation.NAME))
+
+        assert 0.0 <= understood.confidence <= 1.0
+    assert "nlu_rules_error" not in caplog.text, "an extractor raised and was caught"
