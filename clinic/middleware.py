@@ -66,4 +66,6 @@ class RequestIdMiddleware:
             status_code=response.status_code,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+        # The thread (or task) serves other work next: do not lend it this request's id.
+        structlog.contextvars.clear_contextvars()
         return response
