@@ -17,5 +17,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/live", views.live, name="health-live"),
     path("health/ready", views.ready, name="health-ready"),
+    path("voice/", include("voice.urls")),
     path("", include("django_prometheus.urls")),
 ]

@@ -1,7 +1,11 @@
-"""WebSocket routes. The media-stream consumer is added here by the voice issue."""
+"""WebSocket routes: Twilio's media stream."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from voice.consumers import MediaStreamConsumer
+
+websocket_urlpatterns = [
+    path("voice/stream/", MediaStreamConsumer.as_asgi()),
+]

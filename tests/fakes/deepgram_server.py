@@ -67,6 +67,7 @@ class ListenSession:
 class SpeakRequest:
     text: str
     params: dict[str, str]
+    client_port: int  # tells whether requests came over one kept-alive connection
 
 
 @dataclass
@@ -218,7 +219,9 @@ class FakeDeepgram:
             return web.json_response({"err_code": "UNSUPPORTED_AUDIO_FORMAT"}, status=400)
         if query.get("container", "none") != "none" or not query.get("model"):
             return web.json_response({"err_code": "Bad Request"}, status=400)
-        self.speak_requests.append(SpeakRequest(text=text, params=query))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        port = int(peer[1]) if peer else 0
+        self.speak_requests.append(SpeakRequest(text=text, params=query, client_port=port))
         failure = self._speak_failures.popleft() if self._speak_failures else None
         if failure is not None and failure[0] == "status":
             return web.json_response(

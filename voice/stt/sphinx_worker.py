@@ -1,0 +1,139 @@
+"""PocketSphinx decoding, run inside a worker process (or thread) of an executor.
+
+Kept free of Django and of our logging so that a freshly spawned worker process imports
+nothing but PocketSphinx and NumPy. Each worker keeps one loaded decoder (loading the model
+takes about half a second) and the grammar searches it has compiled, and decodes whole
+utterances: one call in, one transcript out, no state between calls that a caller of
+:func:`decode` has to care about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pocketsphinx import Decoder
+
+SAMPLE_RATE = 16000
+LANGUAGE_MODEL_SEARCH = "_default"
+"""Name PocketSphinx gives the search of the language model it loads by default."""
+MAX_SEARCHES = 32
+
+_DIGIT_WORDS = {
+    "0": "zero",
+    "1": "one",
+    "2": "two",
+    "3": "three",
+    "4": "four",
+    "5": "five",
+    "6": "six",
+    "7": "seven",
+    "8": "eight",
+    "9": "nine",
+}
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+
+def grammar_words(hints: Sequence[str], lookup: Callable[[str], str | None]) -> list[str]:
+    """The distinct dictionary words in ``hints`` (lower-cased, digits spelled out).
+
+    Words missing from the pronunciation dictionary are dropped: the decoder refuses a
+    grammar that mentions one.
+    """
+    words: list[str] = []
+    for hint in hints:
+        for token in hint.lower().split():
+            token = _DIGIT_WORDS.get(token, token)
+            for word in _WORD.findall(token):
+                if word not in words and lookup(word) is not None:
+                    words.append(word)
+    return words
+
+
+def build_jsgf(words: Sequence[str]) -> str:
+    """A JSGF grammar accepting any non-empty sequence of ``words``."""
+    if not words:
+        raise ValueError("a grammar needs at least one word")
+    return (
+        "#JSGF V1.0;\n"
+        "grammar hints;\n"
+        f"<word> = ({' | '.join(words)});\n"
+        "public <utterance> = <word>+;\n"
+    )
+
+
+def new_decoder() -> Decoder:
+    """A decoder with the bundled US English model, for 16 kHz audio, quiet on stderr."""
+    return Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+
+
+@dataclass
+class WorkerDecoder:
+    """A decoder and the grammar searches already compiled into it."""
+
+    decoder: Decoder
+    searches: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def use_hints(self, hints: Sequence[str]) -> str:
+        """Activate the search for ``hints`` (compiling it if new); return its name."""
+        words = grammar_words(hints, self.decoder.lookup_word)
+        if not words:
+            name = LANGUAGE_MODEL_SEARCH
+        else:
+            digest = hashlib.sha1(" ".join(words).encode(), usedforsecurity=False)
+            name = "hints_" + digest.hexdigest()[:16]
+            if name not in self.searches:
+                self.decoder.add_jsgf_string(name, build_jsgf(words))
+            self.searches[name] = None
+            self.searches.move_to_end(name)
+        self.decoder.activate_search(name)
+        while len(self.searches) > MAX_SEARCHES:
+            oldest = next(iter(self.searches))
+            if oldest == name:
+                break
+            # Never remove the active search: PocketSphinx crashes if you do.
+            del self.searches[oldest]
+            self.decoder.remove_search(oldest)
+        return name
+
+    def decode(self, pcm16: bytes, hints: Sequence[str]) -> tuple[str, float, str]:
+        search = self.use_hints(hints)
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm16, full_utt=True)
+        self.decoder.end_utt()
+        hypothesis = self.decoder.hyp()
+        if hypothesis is None:
+            return "", 0.0, search
+        confidence = min(1.0, max(0.0, float(hypothesis.prob)))
+        return hypothesis.hypstr.strip(), confidence, search
+
+
+_local = threading.local()
+
+
+def _worker_decoder() -> WorkerDecoder:
+    worker: WorkerDecoder | None = getattr(_local, "decoder", None)
+    if worker is None:
+        worker = WorkerDecoder(new_decoder())
+        _local.decoder = worker
+    return worker
+
+
+def warm() -> int:
+    """Load this worker's decoder now; return the worker's process id."""
+    _worker_decoder()
+    return os.getpid()
+
+
+def decode(pcm16: bytes, hints: tuple[str, ...]) -> tuple[str, float, str]:
+    """Decode one whole utterance (16 kHz, 16-bit mono PCM).
+
+    Returns the text ('' when nothing was recognised), PocketSphinx's posterior probability
+    as a confidence, and the name of the search used (a grammar, or the language model).
+    """
+    return _worker_decoder().decode(pcm16, hints)

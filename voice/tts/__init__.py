@@ -1,0 +1,39 @@
+"""Text-to-speech engines behind one protocol (:class:`voice.tts.base.TextToSpeech`)."""
+
+from __future__ import annotations
+
+from voice.tts.base import TextToSpeech, TextToSpeechError
+from voice.tts.cache import CachedTTS, PromptCache
+
+__all__ = [
+    "CachedTTS",
+    "PromptCache",
+    "TextToSpeech",
+    "TextToSpeechError",
+    "tts_from_settings",
+]
+
+
+def tts_from_settings(*, cache: PromptCache | None = None, call_id: str = "") -> TextToSpeech:
+    """A new synthesiser for one call, of the kind ``TTS_PROVIDER`` names.
+
+    With ``TTS_PROVIDER=deepgram`` it is Aura with espeak-ng as the fallback (called inside
+    the event loop, Aura shares that loop's HTTP connections with the other calls); with a
+    ``cache``, cached prompts are played from memory.
+    """
+    from django.conf import settings
+
+    from voice.tts.espeak import EspeakTTS
+
+    engine: TextToSpeech = EspeakTTS()
+    if settings.TTS_PROVIDER == "deepgram":
+        from voice.tts.deepgram_aura import DeepgramAuraTTS, shared_http_client
+        from voice.tts.fallback import FallbackTTS
+
+        aura = DeepgramAuraTTS(
+            api_key=settings.DEEPGRAM_API_KEY,
+            base_url=settings.DEEPGRAM_BASE_URL,
+            client=shared_http_client(),
+        )
+        engine = FallbackTTS(aura, engine, call_id=call_id)
+    return CachedTTS(engine, cache) if cache is not None else engine
