@@ -507,7 +507,9 @@ async def test_a_call_speaks_twilios_protocol_from_webhook_to_hang_up(stand_in) 
     assert chunks == list(range(1, len(chunks) + 1))
     # Audio flows all the time, 50 frames a second of call time (loosely: a busy machine).
     assert len(chunks) == pytest.approx(elapsed * 50 * SPEED, rel=0.25)
-    assert result.sent == {"connected": 1, "start": 1, "media": len(chunks), "dtmf": 1, "mark": 4}
+    # A frame or two may be in flight when the agent closes, as on a real network.
+    assert 0 <= result.sent.pop("media") - len(chunks) <= 2
+    assert result.sent == {"connected": 1, "start": 1, "dtmf": 1, "mark": 4}
 
 
 async def test_marks_are_echoed_after_their_audio_has_played(stand_in) -> None:
