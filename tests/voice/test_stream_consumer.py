@@ -103,7 +103,9 @@ async def test_a_new_patient_books_over_deepgram_stt_and_tts() -> None:
     assert any(t.response_latency_ms is not None for t in timed)
 
 
-async def open_stream(fake: FakeDeepgram, caller: str = "+16175550142") -> tuple[Call, TwilioStream]:
+async def open_stream(
+    fake: FakeDeepgram, caller: str = "+16175550142"
+) -> tuple[Call, TwilioStream]:
     call, token = await new_call(caller)
     stream = TwilioStream(call.call_sid, token)
     connected, _ = await stream.connect()
