@@ -228,7 +228,8 @@ async def test_malformed_and_out_of_order_messages_are_dropped_and_counted() -> 
     from voice import metrics
 
     def dropped(reason: str) -> float:
-        return metrics.MALFORMED.labels(reason=reason)._value.get()
+        value: float = metrics.MALFORMED.labels(reason=reason)._value.get()
+        return value
 
     before = {r: dropped(r) for r in ("not_json", "unknown_event", "before_start", "bad_base64")}
     async with FakeDeepgram() as fake:
