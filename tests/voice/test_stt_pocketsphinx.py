@@ -12,7 +12,7 @@ from voice.audio import mulaw_to_pcm
 from voice.stt import stt_from_settings
 from voice.stt.base import Final
 from voice.stt.pocketsphinx_stt import PocketSphinxSTT
-from voice.stt.sphinx_worker import build_jsgf, grammar_words
+from voice.stt.sphinx_worker import build_jsgf, grammar_phrases
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -94,15 +94,23 @@ async def test_final_latency_and_confidence_are_reported() -> None:
     assert 0.0 <= final.confidence <= 1.0
 
 
-def test_grammar_words_keep_dictionary_words_only() -> None:
-    dictionary = {"yes", "no", "blue", "cross", "four", "o'brien"}
+def test_grammar_phrases_keep_hints_whole_and_dictionary_words_only() -> None:
+    dictionary = {"yes", "no", "blue", "cross", "four", "o'brien", "doctor", "patel"}
 
     def lookup(word: str) -> str | None:
         return "X" if word in dictionary else None
 
-    hints = ["Yes", "NO", "Blue Cross", "4", "O'Brien,", "Zyxwv", "yes"]
-    assert grammar_words(hints, lookup) == ["yes", "no", "blue", "cross", "four", "o'brien"]
-    assert grammar_words(["Zyxwv"], lookup) == []
+    hints = ["Yes", "NO", "Blue Cross", "4", "O'Brien,", "Zyxwv", "yes", "Doctor Amara Patel"]
+    assert grammar_phrases(hints, lookup) == [
+        "yes",
+        "no",
+        "blue cross",
+        "four",
+        "o'brien",
+        "doctor",
+        "patel",
+    ]
+    assert grammar_phrases(["Zyxwv"], lookup) == []
 
 
 def test_jsgf_is_a_loop_of_the_words() -> None:

@@ -39,24 +39,35 @@ _DIGIT_WORDS = {
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
 
 
-def grammar_words(hints: Sequence[str], lookup: Callable[[str], str | None]) -> list[str]:
-    """The distinct dictionary words in ``hints`` (lower-cased, digits spelled out).
+def grammar_phrases(hints: Sequence[str], lookup: Callable[[str], str | None]) -> list[str]:
+    """Each hint as a phrase of dictionary words (lower-cased, digits spelled out).
 
-    Words missing from the pronunciation dictionary are dropped: the decoder refuses a
-    grammar that mentions one.
+    Keeping a hint's words together ("that's right", "tuesday morning") constrains the
+    search far more than a loop of loose words, which over phone audio inserts short words
+    ("i", "the") into silences. A hint with a word missing from the pronunciation dictionary
+    (the decoder refuses a grammar that mentions one) contributes its known words singly.
     """
-    words: list[str] = []
+    phrases: list[str] = []
+
+    def add(phrase: str) -> None:
+        if phrase and phrase not in phrases:
+            phrases.append(phrase)
+
     for hint in hints:
+        words: list[str] = []
         for token in hint.lower().split():
-            token = _DIGIT_WORDS.get(token, token)
-            for word in _WORD.findall(token):
-                if word not in words and lookup(word) is not None:
-                    words.append(word)
-    return words
+            words += _WORD.findall(_DIGIT_WORDS.get(token, token))
+        known = [word for word in words if lookup(word) is not None]
+        if known == words:
+            add(" ".join(words))
+        else:
+            for word in known:
+                add(word)
+    return phrases
 
 
 def build_jsgf(words: Sequence[str]) -> str:
-    """A JSGF grammar accepting any non-empty sequence of ``words``."""
+    """A JSGF grammar accepting any non-empty sequence of the phrases ``words``."""
     if not words:
         raise ValueError("a grammar needs at least one word")
     return (
@@ -81,7 +92,7 @@ class WorkerDecoder:
 
     def use_hints(self, hints: Sequence[str]) -> str:
         """Activate the search for ``hints`` (compiling it if new); return its name."""
-        words = grammar_words(hints, self.decoder.lookup_word)
+        words = grammar_phrases(hints, self.decoder.lookup_word)
         if not words:
             name = LANGUAGE_MODEL_SEARCH
         else:
