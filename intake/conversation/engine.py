@@ -53,6 +53,8 @@ def keys_as_words(keys: str, expectation: Expectation) -> str:
         return f"{digits[:2]}/{digits[2:4]}/{digits[4:]}"  # MMDDYYYY, as US callers key it
     if expectation == Expectation.YES_NO and digits in ("1", "2"):
         return "yes" if digits == "1" else "no"
+    if expectation == Expectation.SLOT_CHOICE and digits in ("1", "2", "3"):
+        return ("the first one", "the second one", "the third one")[int(digits) - 1]
     return digits
 
 

@@ -139,6 +139,10 @@ def _specific(expect: Expectation, context: Context) -> list[str]:
         ]
     if expect is Expectation.SLOT_CHOICE:
         return [
+            "the first one",
+            "the second one",
+            "the third one",
+            "the last one",
             "first",
             "second",
             "third",

@@ -120,7 +120,8 @@ class WorkerDecoder:
         hypothesis = self.decoder.hyp()
         if hypothesis is None:
             return "", 0.0, search
-        confidence = min(1.0, max(0.0, float(hypothesis.prob)))
+        # hyp.prob is the utterance posterior in the decoder's log base: turn it into 0..1.
+        confidence = min(1.0, max(0.0, float(self.decoder.logmath.exp(hypothesis.prob))))
         return hypothesis.hypstr.strip(), confidence, search
 
 
