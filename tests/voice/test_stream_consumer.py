@@ -286,3 +286,20 @@ async def test_silence_after_a_question_gets_a_reprompt() -> None:
             await stream.communicator.disconnect()
     texts = [t async for t in call.turns.filter(speaker="agent").values_list("text", flat=True)]
     assert texts[1].startswith("Are you still there?")
+
+
+async def test_a_new_patient_books_over_deepgram_and_openai() -> None:
+    from tests.fakes.openai_server import FakeOpenAI
+
+    async with FakeDeepgram() as fake, FakeOpenAI() as openai:
+        with override_settings(
+            **deepgram_settings(fake),
+            NLU_PROVIDER="openai",
+            OPENAI_API_KEY="test-key",
+            OPENAI_BASE_URL=openai.base_url,
+            NLU_TIMEOUT_SECONDS=5,
+        ):
+            call = await play_scenario_over_deepgram("new_patient_booked", fake)
+    assert call.outcome == Call.Outcome.BOOKED
+    caller_turns = await call.turns.filter(speaker="caller").acount()
+    assert len(openai.requests) == caller_turns  # every turn was understood by the model
