@@ -136,8 +136,15 @@ class Slot(models.Model):
         BLOCKED = "blocked", "Blocked"
 
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="slots")
+    # No index of its own: open_slots filters by rule among slots read in time order (the
+    # start index); an index here tempts the planner into reading and sorting every slot.
     rule = models.ForeignKey(
-        AvailabilityRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="slots"
+        AvailabilityRule,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="slots",
+        db_index=False,
     )
     start = models.DateTimeField()
     end = models.DateTimeField()
