@@ -213,7 +213,7 @@ class CallSession:
         await self.stt.send(payload)
 
     async def on_dtmf(self, digit: str) -> None:
-        self._cancel_timer("silence")
+        self._arm_silence()
         if digit == "#":
             self._flush_digits()
             return
@@ -244,7 +244,10 @@ class CallSession:
     async def _read_transcripts(self) -> None:
         async for event in self.stt.events():
             if isinstance(event, SpeechStarted):
-                self._cancel_timer("silence")
+                if not self._agent_speaking():
+                    # Sound that never becomes words (noise, an unrecognised answer) must not
+                    # leave the caller waiting: the silence timer restarts, it is not dropped.
+                    self._arm_silence()
                 if self._agent_speaking():
                     self._barge_started_at = time.perf_counter()
                     self._heard.started_over_agent = True
@@ -273,6 +276,7 @@ class CallSession:
             return
         if heard.started_over_agent and is_backchannel(text):
             return  # "mm-hm" while the agent spoke is not an answer
+        self._cancel_timer("silence")
         self._speech_ended_at = time.perf_counter()
         stt_ms = round(heard.stt_latency_ms) if heard.stt_latency_ms is not None else None
         self._queue(CallerSaid(text, heard.confidence, stt_ms))
@@ -302,6 +306,7 @@ class CallSession:
         self._cancel_timer("dtmf")
         digits, self._digits = self._digits, ""
         if digits:
+            self._cancel_timer("silence")
             self._queue(KeyPressed(digits))
 
     # --- the conversation -----------------------------------------------------------------
@@ -349,6 +354,7 @@ class CallSession:
     async def _perform(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Say):
+                self._cancel_timer("silence")  # re-armed once this has been played
                 self._marks += 1
                 utterance = Utterance(action.text, action.turn_id, f"u{self._marks}")
                 utterance.requested_at = time.perf_counter()
@@ -432,6 +438,9 @@ class CallSession:
         if self._ending is not None:
             await self._end_line()
             return
+        self._arm_silence()
+
+    def _arm_silence(self) -> None:
         self._cancel_timer("silence")
         self._timers["silence"] = asyncio.get_running_loop().call_later(
             self.settings.silence_seconds, self._queue, Silence(self.settings.silence_seconds)

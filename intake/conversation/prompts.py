@@ -56,7 +56,7 @@ ASK_DAY = "What day and time of day works best for you? For example, Tuesday mor
 OFFER = "I have {options}. Which would you like? You can also press 1, 2 or 3."
 OFFER_ONE = "The next time I have is {option}. Would you like it?"
 NOTHING_THEN = "I don't have anything open then. "
-CONFIRM_BOOKING = "To confirm: a {type} with {provider} on {when}. Shall I book it?"
+CONFIRM_BOOKING = "To confirm: {type} with {provider} on {when}. Shall I book it?"
 SLOT_TAKEN = "I'm sorry, that time was just taken by another caller. "
 NO_SLOTS = (
     "I'm sorry, I don't have any open appointments in the coming weeks. Our front desk will "

@@ -454,8 +454,9 @@ def confirm_booking_prompt(desk: FrontDesk) -> str:
     kind = desk.appointment_type()
     assert chosen is not None and kind is not None
     when = chosen.label.rsplit(" with ", 1)[0]
+    article = "an" if kind.name[:1].lower() in "aeiou" else "a"
     return prompts.CONFIRM_BOOKING.format(
-        type=kind.name.lower(), provider=chosen.provider, when=when
+        type=f"{article} {kind.name.lower()}", provider=chosen.provider, when=when
     )
 
 
