@@ -25,7 +25,10 @@ The same caller runs over the network (``websockets`` and ``urllib``, against a 
 Daphne) and in-process (Django's ``AsyncClient`` and Channels' ``WebsocketCommunicator``),
 through the small :class:`Transport` protocol. ``speed`` plays the call faster than real
 time for tests: caller audio and agent playback run ``speed`` times faster; the server's
-own timers (silence, max duration) still run on its wall clock.
+own timers (silence, max duration) still run on its wall clock. At high speeds a speech
+engine that streams slower than ``speed`` times real time leaves gaps in playback, which the
+caller takes for the end of a prompt (as a person would hear a pause), so keep barge-in and
+latency figures that matter to ``speed=1``.
 
 Agent text is not in the media stream, so the transcript printed at the end is read from
 the database (:class:`intake.models.Turn`), next to the latencies measured here.
@@ -141,6 +144,10 @@ def parse_twiml(text: str) -> StreamInstruction:
         raise SimulatorError("/voice/answer did not return XML") from None
     if root.tag != "Response":
         raise SimulatorError(f"/voice/answer returned <{root.tag}>, not TwiML <Response>")
+    reject = root.find("Reject")
+    if reject is not None:
+        reason = reject.get("reason", "rejected")
+        raise SimulatorError(f"the server rejected the call ({reason}; rate limited?)")
     stream = root.find("./Connect/Stream")
     url = stream.get("url", "") if stream is not None else ""
     if stream is None or not url:
@@ -522,7 +529,10 @@ class NetworkTransport:
             return int(exc.code), exc.read().decode("utf-8", "replace")
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise SimulatorError(f"cannot reach the server at {self.base_url}: {reason}") from None
+            raise SimulatorError(
+                f"cannot reach the server at {self.base_url}: {reason} "
+                "(is it running? `make run`, or pass --base-url)"
+            ) from None
 
     async def open_stream(self, url: str, signature: str) -> StreamSocket:
         from websockets.asyncio.client import connect
@@ -689,7 +699,8 @@ class LineResult:
     """Monotonic time the caller's last voiced frame (or last key) was sent."""
     speech_ms: float = 0.0
     reply_ms: float | None = None
-    """End of the caller's speech (or keys) to the first agent frame received."""
+    """End of the caller's speech (or keys) to the first frame of the agent's answer: audio
+    that starts after quiet or a ``clear``, not the rest of a prompt the caller talked over."""
     agent_ms: float = 0.0
     """How long the agent spoke in answer (audio received, cleared audio included)."""
     interrupted_agent: bool = False
@@ -795,6 +806,8 @@ class TwilioCaller:
     up), ``load_from_db`` (read the call and its turns afterwards; the bench does not).
     Credentials default to ``TWILIO_AUTH_TOKEN``, ``TWILIO_ACCOUNT_SID`` and
     ``PUBLIC_BASE_URL``: the server validates against the same settings.
+
+    One instance places one call: :meth:`play` once.
     """
 
     def __init__(
@@ -1053,8 +1066,12 @@ class TwilioCaller:
         if self._hanging_up:
             return
         self._hanging_up = True
-        await self._send(self.messages.stop, kind="stop")
         async with self._send_lock:
+            # Under the lock the pacer holds while it sends: no frame can follow the stop.
+            if not self._stopped and not self._closed.is_set() and self._socket is not None:
+                with contextlib.suppress(Exception):
+                    await self._socket.send(self.messages.stop())
+                    self.result.sent["stop"] += 1
             self._stopped = True
         if self._socket is not None:
             with contextlib.suppress(Exception):
@@ -1075,10 +1092,7 @@ class TwilioCaller:
                 last = not self._voice_frames
             else:
                 frame, last = SILENCE_FRAME, False
-            try:
-                await self._send(functools.partial(self.messages.media, frame), kind="media")
-            except Exception:  # the socket went away mid-send; the receiver notices the close
-                return
+            await self._send(functools.partial(self.messages.media, frame), kind="media")
             if last:
                 now = time.monotonic()
                 if self._voice_line is not None:
@@ -1148,14 +1162,17 @@ class TwilioCaller:
 
     def _agent_audio(self, nbytes: int, now: float) -> None:
         result = self.result
-        if self.playback.idle(now) or not result.agent_speech:
+        fresh = self.playback.idle(now) or not result.agent_speech
+        if fresh:
             result.agent_speech.append(AgentSpeech(started_at=now, line=self._line))
         self.playback.media(nbytes, now)
         result.agent_speech[-1].audio_ms += nbytes * 1000 / TWILIO_RATE
         if result.greeting_ms is None and self._start_sent_at is not None:
             result.greeting_ms = (now - self._start_sent_at) * 1000
+        # Only speech that starts after quiet (or after a clear) answers the caller: the rest
+        # of a prompt the caller talked over is still that prompt.
         waiting = self._awaiting_reply
-        if waiting is not None and waiting.action_ended_at is not None:
+        if fresh and waiting is not None and waiting.action_ended_at is not None:
             waiting.reply_ms = (now - waiting.action_ended_at) * 1000
             self._awaiting_reply = None
 
@@ -1166,7 +1183,11 @@ class TwilioCaller:
         async with self._send_lock:
             if self._stopped or self._closed.is_set() or self._socket is None:
                 return
-            await self._socket.send(build())
+            try:
+                await self._socket.send(build())
+            except Exception as exc:  # closing under us: the receiver sees the close
+                log.debug("simulated_send_failed", kind=kind, error=type(exc).__name__)
+                return
             self.result.sent[kind] += 1
 
     async def _echo(self, name: str) -> None:

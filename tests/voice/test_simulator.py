@@ -173,8 +173,10 @@ def test_twiml_from_the_answer_view_gives_the_stream_url_token_and_dial() -> Non
 
 
 def test_twiml_without_a_stream_is_refused() -> None:
-    with pytest.raises(SimulatorError, match="Stream"):
+    with pytest.raises(SimulatorError, match="rejected the call"):
         simulator.parse_twiml(twiml.reject_busy())
+    with pytest.raises(SimulatorError, match="Stream"):
+        simulator.parse_twiml(twiml.empty())
     with pytest.raises(SimulatorError, match="XML"):
         simulator.parse_twiml("busy")
 
@@ -567,7 +569,7 @@ async def test_a_hangup_line_sends_stop_and_nothing_after_it(stand_in) -> None:
 async def test_an_agent_that_never_answers_is_reported_not_waited_on_forever(stand_in) -> None:
     stand_in.log.hang_up_after = 1
 
-    class Mute(stand_in):  # type: ignore[misc, valid-type]
+    class Mute(stand_in):  # type: ignore[misc]
         async def answer(self) -> None:
             self.answers += 1
 
