@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import intake.schedule as intake_schedule
+import voice.schedule as voice_schedule
 from clinic import schedule as clinic_schedule
 from clinic.config import BASE_DIR, load_config
 from clinic.logs import logging_config
@@ -146,7 +147,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 # Periodic jobs are declared by the apps that own them, in each app's `schedule.py`.
-CELERY_BEAT_SCHEDULE = {**clinic_schedule.BEAT_SCHEDULE, **intake_schedule.BEAT_SCHEDULE}
+CELERY_BEAT_SCHEDULE = {
+    **clinic_schedule.BEAT_SCHEDULE,
+    **intake_schedule.BEAT_SCHEDULE,
+    **voice_schedule.BEAT_SCHEDULE,
+}
 
 # --- E-mail (booking confirmations, sent by a Celery task) --------------------------------
 EMAIL_BACKEND = CONFIG.email["EMAIL_BACKEND"]

@@ -20,6 +20,7 @@ on bad input; it returns ``None`` and logs a reason code.
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from typing import Any
 
@@ -128,3 +129,9 @@ def _unsign(token: object, *, max_age_seconds: float) -> tuple[str, str] | None:
         log.warning("stream_token_refused", reason="malformed")
         return None
     return sid, nonce
+
+
+def stream_grants_purge(*, older_than: datetime.timedelta = datetime.timedelta(days=1)) -> int:
+    """Delete grants issued before ``older_than`` ago; a token expires within seconds anyway."""
+    deleted, _ = StreamGrant.objects.filter(issued_at__lt=timezone.now() - older_than).delete()
+    return deleted

@@ -211,3 +211,25 @@ async def test_the_async_wrapper_redeems_once() -> None:
 
     assert first is not None and first.pk == call.pk
     assert second is None and garbage is None
+
+
+@pytest.mark.django_db
+def test_old_grants_are_purged_and_recent_ones_kept() -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    from intake import services
+    from voice.models import StreamGrant
+    from voice.tasks import purge_stream_grants
+    from voice.tokens import stream_token_issue
+
+    old_call = services.call_start(call_sid="CA" + "e" * 32)
+    new_call = services.call_start(call_sid="CA" + "f" * 32)
+    stream_token_issue(old_call)
+    stream_token_issue(new_call)
+    StreamGrant.objects.filter(call=old_call).update(
+        issued_at=timezone.now() - datetime.timedelta(days=2)
+    )
+    assert purge_stream_grants.apply().get() == 1
+    assert list(StreamGrant.objects.values_list("call_id", flat=True)) == [new_call.pk]

@@ -1,0 +1,19 @@
+"""Background jobs of the phone line. No arguments, no PHI, safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from voice.tokens import stream_grants_purge
+
+
+@shared_task(
+    name="voice.purge_stream_grants",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def purge_stream_grants() -> int:
+    """Delete stream grants too old to be redeemed (they prove nothing after their minutes)."""
+    return stream_grants_purge()
