@@ -196,6 +196,10 @@ class CallSession:
             await self.stt.close()
         with contextlib.suppress(Exception):
             await self.tts.aclose()
+        engine_close = getattr(self.conversation.engine, "aclose", None)
+        if engine_close is not None:  # the OpenAI engine's HTTP client
+            with contextlib.suppress(Exception):
+                await engine_close()
         metrics.ACTIVE_CALLS.dec()
         outcome = await database_sync_to_async(
             lambda: Call.objects.filter(pk=self.call_id).values_list("outcome", flat=True).first()
