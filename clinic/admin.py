@@ -21,6 +21,7 @@ from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
 from clinic import selectors, services
+from clinic.admin_mixins import NoAddOrDeleteMixin
 from clinic.models import (
     WEEKDAYS,
     Appointment,
@@ -179,7 +180,7 @@ class TimeOffAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Slot)
-class SlotAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class SlotAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Slots come from the rules: nobody adds or deletes them by hand."""
 
     list_display = ("start_local", "end_local", "provider", "status")
@@ -197,12 +198,6 @@ class SlotAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="End", ordering="end")
     def end_local(self, slot: Slot) -> str:
         return _local(slot.end)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Slot | None = None) -> bool:
-        return False
 
     @admin.action(description="Block selected free slots", permissions=["change"])
     def block_slots(self, request: HttpRequest, queryset: QuerySet[Slot]) -> None:
@@ -424,7 +419,7 @@ class AppointmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ScheduleConflict)
-class ScheduleConflictAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ScheduleConflictAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("appointment_id", "cause", "appointment_time", "detected_at", "resolved_at")
     list_filter = ("cause", ("resolved_at", admin.EmptyFieldListFilter))
     list_select_related = ("appointment__slot__provider",)
@@ -442,12 +437,6 @@ class ScheduleConflictAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def appointment_time(self, conflict: ScheduleConflict) -> str:
         slot = conflict.appointment.slot
         return f"{_local(slot.start)} with {slot.provider}"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Mark selected as resolved", permissions=["change"])
     def resolve(self, request: HttpRequest, queryset: QuerySet[ScheduleConflict]) -> None:

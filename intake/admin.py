@@ -26,6 +26,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from clinic.admin_mixins import ReadOnlyMixin
 from clinic.encryption import EncryptedCharField, EncryptedDateField, EncryptedTextField
 from intake import selectors, services
 from intake.models import Call, Coverage, FollowUp, Patient, PhiAccess, Turn
@@ -91,7 +92,7 @@ class PhiAccessMixin:
 # --- Calls -----------------------------------------------------------------------------------
 
 
-class TurnInline(admin.TabularInline):  # type: ignore[type-arg]
+class TurnInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
     """The transcript, in the order it was spoken, with the pipeline's timings per turn."""
 
     model = Turn
@@ -113,15 +114,6 @@ class TurnInline(admin.TabularInline):  # type: ignore[type-arg]
     verbose_name = "turn"
     verbose_name_plural = "transcript"
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description="text")
     def transcript_text(self, turn: Turn) -> str:
         if turn.text_purged_at is not None:
@@ -130,7 +122,7 @@ class TurnInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Call)
-class CallAdmin(PhiAccessMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CallAdmin(ReadOnlyMixin, PhiAccessMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     phi_purpose = PhiAccess.Purpose.VIEW_CALL
     phi_fields = Call.PHI_FIELDS
 
@@ -154,16 +146,6 @@ class CallAdmin(PhiAccessMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = fields
     inlines = (TurnInline,)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Calls are kept as records; the retention job removes their text.
-        return False
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
@@ -364,7 +346,7 @@ class FollowUpAdmin(PhiAccessMixin, admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(PhiAccess)
-class PhiAccessAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PhiAccessAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Read-only for everyone: no add, change or delete, whatever the user's flags."""
 
     list_display = ("accessed_at", "user", "purpose", "record_link", "fields_shown")
@@ -382,15 +364,6 @@ class PhiAccessAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     readonly_fields = fields
     list_select_related = ("user", "content_type")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="record")
     def record_link(self, access: PhiAccess) -> str:

@@ -30,11 +30,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from clinic.models import Appointment, Provider, Slot, TimeOff
+from clinic.models import Appointment, AppointmentType, Provider, Slot, TimeOff
 from clinic.selectors import open_slots
 from clinic.services import appointment_book
 from intake import services
-from intake.models import Call, FollowUp, Patient, Turn
+from intake.models import Call, FollowUp, Turn
+from intake.selectors import patient_find_by_name_and_dob
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
@@ -90,7 +91,7 @@ def prepare(scenario: Scenario) -> None:
     """Create the scenario's returning patients and apply its calendar set-up."""
     for spec in scenario.patients:
         birth = dt.date.fromisoformat(spec["date_of_birth"])
-        existing = services_find(spec["last_name"], birth)
+        existing = patient_find_by_name_and_dob(spec["last_name"], birth).first()
         patient = existing or services.patient_create(
             first_name=spec["first_name"],
             last_name=spec["last_name"],
@@ -106,8 +107,6 @@ def prepare(scenario: Scenario) -> None:
             and not patient.appointments.filter(status=Appointment.Status.BOOKED).exists()
         ):
             slot = open_slots(limit=20)[-1]
-            from clinic.models import AppointmentType
-
             kind = AppointmentType.objects.filter(providers=slot.provider).first()
             assert kind is not None, "the demo clinic has no appointment types"
             appointment_book(
@@ -128,19 +127,11 @@ def prepare(scenario: Scenario) -> None:
         Slot.objects.filter(status=Slot.Status.FREE).update(status=Slot.Status.BLOCKED)
 
 
-def services_find(last_name: str, birth: dt.date) -> Patient | None:
-    from intake.selectors import patient_find_by_name_and_dob
-
-    return patient_find_by_name_and_dob(last_name, birth).first()
-
-
 def take_offered_slot(call: Call) -> None:
     """Another caller books the first slot this call was offered (a race lost)."""
     offers = call.state.get("offers", [])
     assert offers, "event slot_taken needs slots to have been offered"
     slot = Slot.objects.get(pk=offers[0]["slot_id"])
-    from clinic.models import AppointmentType
-
     kind = AppointmentType.objects.filter(providers=slot.provider).first()
     assert kind is not None
     appointment_book(slot_id=slot.pk, appointment_type=kind, reason="another caller")

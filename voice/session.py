@@ -146,6 +146,7 @@ class CallSession:
         self._current: Utterance | None = None
         self._streaming: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._writes: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._heard = CallerTurn()
         self._speech_ended_at: float | None = None
@@ -192,6 +193,8 @@ class CallSession:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=5)
         with contextlib.suppress(Exception):
             await self.stt.close()
         with contextlib.suppress(Exception):
@@ -248,13 +251,13 @@ class CallSession:
     async def _read_transcripts(self) -> None:
         async for event in self.stt.events():
             if isinstance(event, SpeechStarted):
-                if not self._agent_speaking():
-                    # Sound that never becomes words (noise, an unrecognised answer) must not
-                    # leave the caller waiting: the silence timer restarts, it is not dropped.
-                    self._arm_silence()
                 if self._agent_speaking():
                     self._barge_started_at = time.perf_counter()
                     self._heard.started_over_agent = True
+                else:
+                    # Sound that never becomes words (noise, an unrecognised answer) must not
+                    # leave the caller waiting: the silence timer restarts, it is not dropped.
+                    self._arm_silence()
             elif isinstance(event, Interim):
                 if event.text and self._agent_speaking() and not is_backchannel(event.text):
                     await self._barge_in()
@@ -429,13 +432,16 @@ class CallSession:
                 self._speech_ended_at = None
                 metrics.RESPONSE_LATENCY.observe(response_ms / 1000)
             if utterance.turn_id is not None:
-                asyncio.create_task(
+                # Written beside playback, not in its way; finish() waits for these writes.
+                write = asyncio.create_task(
                     self._update_turn(
                         utterance.turn_id,
                         tts_first_byte_ms=round(first_byte_ms),
                         response_latency_ms=round(response_ms) if response_ms else None,
                     )
                 )
+                self._writes.add(write)
+                write.add_done_callback(self._writes.discard)
         await self._send(media_message(self.stream_sid, frame))
 
     async def _agent_done_speaking(self) -> None:

@@ -9,6 +9,7 @@ patient", "offer times", "book it", "leave a note for staff". Every slot offered
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from intake import selectors, services
 from intake.conversation.speakable import spoken_day
 from intake.conversation.state import ConversationState, Offer
 from intake.models import Call, Coverage, FollowUp, Patient
+from intake.tasks import send_confirmation
 from intake.understanding.types import ANY_PROVIDER, SELF_PAY, Address
 
 
@@ -129,8 +131,13 @@ class FrontDesk:
 
     # --- the calendar ---------------------------------------------------------------------
 
-    def provider_names(self) -> list[str]:
+    @functools.cached_property
+    def _provider_names(self) -> list[str]:
+        # A FrontDesk lives for one turn; the context, the prompt and the hints all ask.
         return list(Provider.objects.filter(active=True).values_list("name", flat=True))
+
+    def provider_names(self) -> list[str]:
+        return self._provider_names
 
     def choose_appointment_type(self) -> AppointmentType | None:
         """New patients get a new-patient visit; others the type whose keywords fit best."""
@@ -252,8 +259,6 @@ class FrontDesk:
         return appointment
 
     def _queue_confirmation(self) -> None:
-        from intake.tasks import send_confirmation
-
         call_id = self.call.pk
         transaction.on_commit(lambda: send_confirmation.delay(call_id))
 

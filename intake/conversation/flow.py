@@ -186,11 +186,7 @@ class Flow:
         self.desk.finish(step.outcome)
 
     def _caller_left(self, say: str | None) -> None:
-        completed = {
-            "booked": OUTCOME.BOOKED,
-            "rescheduled": OUTCOME.RESCHEDULED,
-            "cancelled": OUTCOME.CANCELLED,
-        }.get(self.state.goal)
+        completed = self.state.completed_goal
         self.desk.release_hold()
         if completed is None:
             followup = self.desk.follow_up(

@@ -453,10 +453,9 @@ def confirm_booking_prompt(desk: FrontDesk) -> str:
     chosen = desk.state.chosen_offer
     kind = desk.appointment_type()
     assert chosen is not None and kind is not None
-    when = chosen.label.rsplit(" with ", 1)[0]
     article = "an" if kind.name[:1].lower() in "aeiou" else "a"
     return prompts.CONFIRM_BOOKING.format(
-        type=f"{article} {kind.name.lower()}", provider=chosen.provider, when=when
+        type=f"{article} {kind.name.lower()}", provider=chosen.provider, when=chosen.when
     )
 
 
@@ -473,11 +472,12 @@ def confirm_booking(desk: FrontDesk, u: Understanding, said: str) -> Step:
             offered = {offer.slot_id for offer in state.offers}
             return offer(desk, preface=prompts.SLOT_TAKEN, exclude=offered)
         kind = desk.appointment_type()
-        when = chosen.label.rsplit(" with ", 1)[0]
         state.goal = "rescheduled" if rescheduling else "booked"
         template = prompts.RESCHEDULED if rescheduling else prompts.BOOKED
         done = template.format(
-            when=when, provider=chosen.provider, instructions=kind.instructions if kind else ""
+            when=chosen.when,
+            provider=chosen.provider,
+            instructions=kind.instructions if kind else "",
         )
         return Ask("anything_else", preface=f"{done} {prompts.CONFIRMATION_SENT}")
     desk.release_hold()
@@ -539,18 +539,12 @@ def no_appointment(desk: FrontDesk, u: Understanding, said: str) -> Step:
 
 
 def anything_else(desk: FrontDesk, u: Understanding, said: str) -> Step:
-    state = desk.state
-    finished_outcome = {
-        "booked": OUTCOME.BOOKED,
-        "rescheduled": OUTCOME.RESCHEDULED,
-        "cancelled": OUTCOME.CANCELLED,
-    }.get(state.goal, OUTCOME.ABANDONED)
     if u.intent in (Intent.BOOK, Intent.RESCHEDULE, Intent.CANCEL):
         return menu(desk, u, said)
     if u.intent == YES:
         return Ask("menu")
     if u.intent in (NO, Intent.GOODBYE, Intent.NONE):
-        return End(finished_outcome, prompts.GOODBYE)
+        return End(desk.state.completed_goal or OUTCOME.ABANDONED, prompts.GOODBYE)
     return Retry()
 
 

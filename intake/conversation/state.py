@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 STATE_VERSION = 1
+# Goals that, once reached, are the call's outcome (they equal Call.Outcome values).
+COMPLETED_GOALS = frozenset({"booked", "rescheduled", "cancelled"})
 
 
 @dataclass
@@ -24,6 +26,11 @@ class Offer:
     minute: int
     provider: str
     date: str  # ISO, clinic-local
+
+    @property
+    def when(self) -> str:
+        """The day and time as read out, without the provider ("Tuesday, March 3 at 9 AM")."""
+        return self.label.rsplit(" with ", 1)[0]
 
 
 @dataclass
@@ -79,6 +86,11 @@ class ConversationState:
         values = {key: value for key, value in data.items() if key in known}
         values["offers"] = [Offer(**offer) for offer in values.get("offers", [])]
         return cls(**values)
+
+    @property
+    def completed_goal(self) -> str | None:
+        """The call outcome already achieved ("booked", ...), or None if nothing was done."""
+        return self.goal if self.goal in COMPLETED_GOALS else None
 
     @property
     def chosen_offer(self) -> Offer | None:
