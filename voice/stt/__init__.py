@@ -13,6 +13,7 @@ from voice.stt.base import (
     SpeechToText,
     SpeechToTextError,
     TranscriptEvent,
+    NothingHeard,
     UtteranceEnd,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "SpeechToText",
     "SpeechToTextError",
     "TranscriptEvent",
+    "NothingHeard",
     "UtteranceEnd",
     "stt_from_settings",
 ]

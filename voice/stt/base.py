@@ -12,6 +12,8 @@ transcript events out. Whichever engine produces them, transcripts follow the gr
 - ``UtteranceEnd``: the caller has stopped talking; the turn is complete. It only follows at
   least one non-empty ``Final``.
 
+``NothingHeard`` closes a ``SpeechStarted`` that never became words.
+
 ``SpeechStarted`` comes from voice activity, not from the transcript, and can arrive at any
 point: before the interims of the turn it starts, but also before the final of the previous
 turn when the recogniser is slower than the caller's pause, and on noise that never becomes
@@ -59,7 +61,17 @@ class UtteranceEnd:
     """The caller's turn ended: the finals since the previous UtteranceEnd are the turn."""
 
 
-TranscriptEvent = SpeechStarted | Interim | Final | UtteranceEnd
+@dataclass(frozen=True)
+class NothingHeard:
+    """Voice activity that came to no words (noise, a cough, a mumble the engine rejected).
+
+    Follows a ``SpeechStarted``. The session stops its silence timer while the caller is
+    speaking and while their words are being decoded; this tells it the wait is over and
+    there is no turn to answer, so the timer runs again.
+    """
+
+
+TranscriptEvent = SpeechStarted | Interim | Final | UtteranceEnd | NothingHeard
 
 
 class SpeechToTextError(RuntimeError):
