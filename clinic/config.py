@@ -271,6 +271,18 @@ def _database(reader: _Reader) -> dict[str, Any]:
         config["ENGINE"] = "django_prometheus.db.backends.postgresql"
         config.setdefault("CONN_MAX_AGE", 60)
         config["CONN_HEALTH_CHECKS"] = True
+        # libpq's defaults wait on an unreachable server for as long as the OS does (minutes):
+        # a call must learn within seconds that the database is gone, so that it can retry a
+        # little and then hand the caller to a person (voice.session).
+        config["OPTIONS"] = {
+            "connect_timeout": 3,
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 5000,  # ms of unacknowledged data before the socket is dead
+            **config.get("OPTIONS", {}),
+        }
     return config
 
 

@@ -111,24 +111,56 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Channels -------------------------------------------------------------------------------
 REDIS_URL = CONFIG.redis_url
+# Every Redis client gets explicit timeouts, never the library's defaults. channels-redis waits
+# for messages with a blocking BZPOPMIN of 5 s; redis-py 8 defaults the socket timeout to 5 s,
+# so an idle wait timed out and closed every quiet WebSocket. The socket timeout must exceed
+# that wait. Connecting fails fast (Redis is on the same network) and dead connections are
+# found by keep-alives and health checks instead of on first use.
+REDIS_SOCKET_TIMEOUT = 15.0
+REDIS_CONNECT_TIMEOUT = 2.0
+REDIS_CLIENT_OPTIONS = {
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+    "retry_on_timeout": False,
+}
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, **REDIS_CLIENT_OPTIONS}],
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Publishing a live-transcript event is best effort: a call never waits longer than this for
+# the channel layer (the audio path does not use it at all).
+CHANNEL_LAYER_SEND_TIMEOUT = 0.5
 
 # --- Cache (rate limits, shared by every process when Redis is configured) ------------------
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "socket_timeout": 1.0,
+                "socket_connect_timeout": 1.0,
+                "health_check_interval": 10,
+            },
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+# A rate-limit cache that cannot be reached lets the request through: refusing every caller
+# because Redis restarted would be worse than a few minutes without limits.
+RATELIMIT_FAIL_OPEN = True
 
 # --- Celery ---------------------------------------------------------------------------------
 # Without Redis, tasks run eagerly in the calling process (embedded default).
@@ -143,7 +175,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 # Periodic jobs are declared by the apps that own them, in each app's `schedule.py`.

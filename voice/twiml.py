@@ -17,6 +17,11 @@ TRANSFER_FAILED_MESSAGE = (
     "Someone from the clinic will call you back as soon as possible. "
     "Thank you for calling, and goodbye."
 )
+CLOSED_MESSAGE = (
+    "Thank you for calling {clinic}. We can't take your call right now. "
+    "If this is a medical emergency, please hang up and dial 9 1 1. "
+    "Otherwise, please call back during our opening hours. Goodbye."
+)
 SAY_LANGUAGE = "en-US"
 
 

@@ -12,12 +12,14 @@ What to do with a reported status lives in :func:`call_status_record` and
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from clinic.hours import parse_opening_hours
 from clinic.logs import get_logger
 from intake import selectors, services
 from intake.models import Call, FollowUp
@@ -42,7 +44,13 @@ DIAL_STATUSES = DIAL_CONNECTED | {"busy", "no-answer", "failed", "canceled"}
 @csrf_exempt
 @require_POST
 def answer(request: HttpRequest) -> HttpResponse:
-    """Incoming call: record it and connect it to the agent's media stream."""
+    """Incoming call: record it and connect it to the agent's media stream.
+
+    Whatever fails after the signature check, the caller reaches people: without a database
+    there is no call row and no stream token, so the answer puts them through to the front desk
+    (or tells them the clinic is closed) instead of a 500, which Twilio would turn into its
+    "application error" message and a dropped call.
+    """
     call_sid = request.POST.get("CallSid", "")
     rejected = _refuse_unsigned(request, call_sid)
     if rejected is not None:
@@ -55,7 +63,33 @@ def answer(request: HttpRequest) -> HttpResponse:
     if limit is not None:
         log.warning("call_rate_limited", call_sid=call_sid, limit=limit)
         return _twiml(twiml.reject_busy())
+    try:
+        return _answer_with_agent(call_sid=call_sid, caller_number=caller_number)
+    except DatabaseError as exc:
+        log.error(
+            "call_answered_without_agent",
+            call_sid=signatures.loggable_call_sid(call_sid),
+            reason="database_unavailable",
+            error=type(exc).__name__,
+        )
+        return _twiml(answer_without_agent())
 
+
+def answer_without_agent() -> str:
+    """TwiML that reaches people without the agent: the front desk when it is open, otherwise
+    Twilio's own voice telling the caller the clinic is closed (and what to do in an emergency).
+
+    Needs neither the database nor the channel layer: it is what callers get when those fail.
+    """
+    hours = parse_opening_hours(settings.CLINIC_OPENING_HOURS, settings.TIME_ZONE)
+    front_desk = settings.FRONT_DESK_NUMBER
+    if front_desk and hours.is_open(timezone.now()):
+        dial_action = signatures.public_url(reverse("voice:dial-status"))
+        return twiml.dial_front_desk(front_desk_number=front_desk, dial_action=dial_action)
+    return twiml.say_and_hang_up(twiml.CLOSED_MESSAGE.format(clinic=settings.CLINIC_NAME))
+
+
+def _answer_with_agent(*, call_sid: str, caller_number: str) -> HttpResponse:
     call = services.call_start(call_sid=call_sid, caller_number=caller_number)
     front_desk = settings.FRONT_DESK_NUMBER
     dial_action = signatures.public_url(reverse("voice:dial-status"))
@@ -87,7 +121,14 @@ def status(request: HttpRequest) -> HttpResponse:
     rejected = _refuse_unsigned(request, call_sid)
     if rejected is not None:
         return rejected
-    call_status_record(call_sid=call_sid, call_status=request.POST.get("CallStatus", ""))
+    try:
+        call_status_record(call_sid=call_sid, call_status=request.POST.get("CallStatus", ""))
+    except DatabaseError as exc:
+        # Twilio does not retry status callbacks; the sweep of calls without a live stream
+        # (intake services) finishes this call once the database is back.
+        log.error(
+            "call_status_not_recorded", reason="database_unavailable", error=type(exc).__name__
+        )
     return _twiml(twiml.empty())
 
 
@@ -99,9 +140,14 @@ def dial_status(request: HttpRequest) -> HttpResponse:
     rejected = _refuse_unsigned(request, call_sid)
     if rejected is not None:
         return rejected
-    connected = dial_status_record(
-        call_sid=call_sid, dial_status=request.POST.get("DialCallStatus", "")
-    )
+    dial_status = request.POST.get("DialCallStatus", "")
+    try:
+        connected = dial_status_record(call_sid=call_sid, dial_status=dial_status)
+    except DatabaseError as exc:
+        log.error(
+            "dial_status_not_recorded", reason="database_unavailable", error=type(exc).__name__
+        )
+        connected = dial_status in DIAL_CONNECTED
     # The caller is still on the line when the transfer failed: tell them what happens next.
     return _twiml(twiml.empty() if connected else twiml.say_and_hang_up())
 

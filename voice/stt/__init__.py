@@ -9,11 +9,11 @@ from __future__ import annotations
 from voice.stt.base import (
     Final,
     Interim,
+    NothingHeard,
     SpeechStarted,
     SpeechToText,
     SpeechToTextError,
     TranscriptEvent,
-    NothingHeard,
     UtteranceEnd,
 )
 
