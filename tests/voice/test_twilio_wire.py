@@ -142,8 +142,25 @@ def test_optional_fields_take_twilio_defaults() -> None:
         (altered("mark", "mark.name", ...), "missing_field:mark.name"),
         (altered("mark", "mark", ...), "missing_field:mark"),
         (altered("stop", "stop", "x"), "bad_field:stop"),
-        ("[" * 100_000, "not_json"),
+        ("[" * 10_000, "not_json"),
         ('{"event": "media", "pad": "' + "x" * 300_000 + '"}', "too_large"),
+        ("{" + '"a": 1,' * 3_000 + '"event": "mark"}', "too_large"),
+        (
+            altered("start", "start.mediaFormat.sampleRate", 0),
+            "bad_field:start.mediaFormat.sampleRate",
+        ),
+        (altered("start", "start.mediaFormat.channels", 0), "bad_field:start.mediaFormat.channels"),
+        (
+            altered("start", "start.mediaFormat.channels", "2000"),
+            "bad_field:start.mediaFormat.channels",
+        ),
+        (
+            altered("start", "start.mediaFormat.sampleRate", 8000.0),
+            "bad_field:start.mediaFormat.sampleRate",
+        ),
+        (altered("media", "media.chunk", "²"), "bad_field:media.chunk"),
+        (altered("media", "media.chunk", ""), "bad_field:media.chunk"),
+        (altered("media", "media.chunk", " 7"), "bad_field:media.chunk"),
     ],
 )
 def test_malformed_messages_are_refused_with_a_reason(message: str, reason: str) -> None:
@@ -151,6 +168,159 @@ def test_malformed_messages_are_refused_with_a_reason(message: str, reason: str)
         wire.parse(message)
     assert caught.value.reason == reason
     assert str(caught.value) == reason
+
+
+# --- bounds: nothing unbounded reaches int(), b64decode or a log line ---------------------------
+
+INTEGER_FIELDS = [
+    ("media", "sequenceNumber"),
+    ("media", "media.chunk"),
+    ("media", "media.timestamp"),
+    ("start", "sequenceNumber"),
+    ("start", "start.mediaFormat.sampleRate"),
+    ("start", "start.mediaFormat.channels"),
+    ("dtmf", "sequenceNumber"),
+    ("mark", "sequenceNumber"),
+    ("stop", "sequenceNumber"),
+]
+
+
+@pytest.mark.parametrize(("name", "path"), INTEGER_FIELDS)
+@pytest.mark.parametrize("digits", [11, 4_300, 4_301, 5_000, 12_000])
+def test_an_overlong_numeric_string_is_a_bad_field_not_a_crash(
+    name: str, path: str, digits: int
+) -> None:
+    # 4,301 digits and more is past Python's int-conversion limit: int() itself would raise.
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered(name, path, "9" * digits))
+    assert caught.value.reason == f"bad_field:{path}"
+
+
+@pytest.mark.parametrize(("name", "path"), INTEGER_FIELDS)
+def test_a_numeric_literal_out_of_range_is_a_bad_field(name: str, path: str) -> None:
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered(name, path, 10**4_000))
+    assert caught.value.reason == f"bad_field:{path}"
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered(name, path, -1))
+    assert caught.value.reason == f"bad_field:{path}"
+
+
+@pytest.mark.parametrize(("name", "path"), INTEGER_FIELDS)
+def test_a_numeric_literal_past_the_conversion_limit_is_not_json(name: str, path: str) -> None:
+    # json.loads converts the literal itself and refuses it with a ValueError of its own.
+    message = fixture(name)
+    message.pop("sequenceNumber", None)
+    text = json.dumps(message)
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(text[:-1] + ', "sequenceNumber": ' + "9" * 4_400 + "}")
+    assert caught.value.reason == "not_json"
+
+
+def test_counters_up_to_the_bound_are_accepted_in_either_form() -> None:
+    top = str(wire.MAX_COUNTER)
+    assert len(top) == wire.MAX_COUNTER_DIGITS
+    event = wire.parse(altered("media", "media.timestamp", top))
+    assert isinstance(event, wire.Media) and event.timestamp_ms == wire.MAX_COUNTER
+    event = wire.parse(altered("media", "media.chunk", wire.MAX_COUNTER))
+    assert isinstance(event, wire.Media) and event.chunk == wire.MAX_COUNTER
+    event = wire.parse(
+        altered("media", "sequenceNumber", "0" * (wire.MAX_COUNTER_DIGITS - 1) + "7")
+    )
+    assert isinstance(event, wire.Media) and event.sequence_number == 7
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered("media", "media.timestamp", str(wire.MAX_COUNTER + 1)))
+    assert caught.value.reason == "bad_field:media.timestamp"
+
+
+def test_the_media_format_keeps_what_was_sent() -> None:
+    event = wire.parse(altered("start", "start.mediaFormat.channels", 2))
+    assert isinstance(event, wire.Start)
+    assert event.media_format.channels == 2 and not event.media_format.is_mulaw_8k_mono
+    event = wire.parse(altered("start", "start.mediaFormat.channels", ...))
+    assert isinstance(event, wire.Start) and event.media_format.channels == 1
+
+
+def test_a_media_payload_is_capped_before_it_is_decoded() -> None:
+    largest = base64.b64encode(b"\xff" * wire.MAX_MEDIA_PAYLOAD_BYTES).decode()
+    assert len(largest) == wire.MAX_MEDIA_PAYLOAD_CHARS
+    event = wire.parse(altered("media", "media.payload", largest))
+    assert isinstance(event, wire.Media) and len(event.payload) == wire.MAX_MEDIA_PAYLOAD_BYTES
+
+    too_much = base64.b64encode(b"\xff" * (wire.MAX_MEDIA_PAYLOAD_BYTES + 3)).decode()
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered("media", "media.payload", too_much))
+    assert caught.value.reason == "too_large:media.payload"
+    # Not even valid base64 is decoded when it is too long.
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered("media", "media.payload", "!" * (wire.MAX_MEDIA_PAYLOAD_CHARS + 1)))
+    assert caught.value.reason == "too_large:media.payload"
+
+
+def test_a_real_frame_is_far_inside_every_bound() -> None:
+    assert len(text("media")) * 10 < wire.MAX_MESSAGE_CHARS
+    assert len(fixture("media")["media"]["payload"]) * 5 < wire.MAX_MEDIA_PAYLOAD_CHARS
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "value"),
+    [
+        ("media", "streamSid", "MZ1"),
+        ("media", "streamSid", "MZ" + "g" * 32),
+        ("media", "streamSid", "CA" + "a" * 32),
+        ("media", "streamSid", "MZ" + "a" * 33),
+        ("media", "streamSid", "MZ" + "a" * 31 + "\n"),
+        ("mark", "streamSid", "\ud800" * 34),
+        ("dtmf", "streamSid", 12345),
+        ("stop", "streamSid", "MZ" + "a" * 10_000),
+        ("start", "start.streamSid", "MZ-" + "a" * 31),
+        ("start", "start.callSid", "CA" + "a" * 31),
+        ("start", "start.callSid", "ca" + "a" * 32),
+        ("start", "start.callSid", "CA" + "a" * 31 + "\u0000"),
+        ("start", "start.accountSid", "AC"),
+        ("stop", "stop.callSid", "Jane Doe"),
+    ],
+)
+def test_sids_must_have_twilios_shape(name: str, path: str, value: Any) -> None:
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered(name, path, value))
+    assert caught.value.reason in {f"bad_field:{path}", f"too_large:{path}"}
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "value", "reason"),
+    [
+        ("mark", "mark.name", "m" * 257, "too_large:mark.name"),
+        ("media", "media.track", "t" * 257, "too_large:media.track"),
+        ("dtmf", "dtmf.track", "t" * 257, "too_large:dtmf.track"),
+        ("start", "start.mediaFormat.encoding", "e" * 257, "too_large:start.mediaFormat.encoding"),
+        ("start", "start.tracks", ["inbound"] * 5, "too_large:start.tracks"),
+        ("start", "start.tracks", ["t" * 257], "bad_field:start.tracks"),
+        ("start", "start.tracks", [""], "bad_field:start.tracks"),
+        (
+            "start",
+            "start.customParameters",
+            {f"p{i}": "v" for i in range(17)},
+            "too_large:start.customParameters",
+        ),
+        (
+            "start",
+            "start.customParameters",
+            {"token": "v" * 1025},
+            "too_large:start.customParameters",
+        ),
+        (
+            "start",
+            "start.customParameters",
+            {"n" * 65: "v"},
+            "too_large:start.customParameters",
+        ),
+    ],
+)
+def test_strings_and_collections_are_bounded(name: str, path: str, value: Any, reason: str) -> None:
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.parse(altered(name, path, value))
+    assert caught.value.reason == reason
 
 
 def test_reasons_never_carry_message_content() -> None:
