@@ -54,7 +54,9 @@ TTS_PROVIDERS = ("espeak", "deepgram")
 NLU_PROVIDERS = ("rules", "openai")
 
 # Variables with these prefixes belong to this project; an unknown one is a typo.
-OWN_PREFIXES = ("CLINIC_", "STT_", "TTS_", "NLU_", "CALL_", "SLOT_", "REPROMPT_")
+OWN_PREFIXES = (
+    "CLINIC_", "STT_", "TTS_", "NLU_", "CALL_", "SLOT_", "REPROMPT_", "CIRCUIT_", "DRAIN_"
+)
 KNOWN_VARIABLES = frozenset(
     {
         "APP_ENV",
@@ -78,10 +80,16 @@ KNOWN_VARIABLES = frozenset(
         "REPROMPT_LIMIT",
         "CALL_SILENCE_SECONDS",
         "CALL_MAX_SECONDS",
+        "CALL_HEARTBEAT_SECONDS",
+        "CALL_STALE_SECONDS",
+        "CALL_SWEEP_SECONDS",
+        "DRAIN_GRACE_SECONDS",
         "STT_PROVIDER",
         "TTS_PROVIDER",
         "NLU_PROVIDER",
         "NLU_TIMEOUT_SECONDS",
+        "CIRCUIT_FAILURE_THRESHOLD",
+        "CIRCUIT_COOLDOWN_SECONDS",
         "TWILIO_ACCOUNT_SID",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_API_BASE_URL",
@@ -135,6 +143,8 @@ class Config:
     tts_provider: str
     nlu_provider: str
     nlu_timeout_seconds: float
+    circuit_failure_threshold: int
+    circuit_cooldown_seconds: float
     twilio_account_sid: str
     twilio_auth_token: str
     twilio_api_base_url: str
@@ -148,6 +158,11 @@ class Config:
     email: dict[str, Any] = field(default_factory=dict)
     default_from_email: str = ""
     warnings: list[str] = field(default_factory=list)
+    # The server process: drain on SIGTERM, heartbeats of live calls, the sweep of dead ones.
+    drain_grace_seconds: float = 20.0
+    call_heartbeat_seconds: float = 10.0
+    call_stale_seconds: float = 30.0
+    call_sweep_seconds: float = 10.0
 
     @property
     def production(self) -> bool:
@@ -384,6 +399,16 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         raise ConfigError("CLINIC_OPENING_HOURS", str(exc)) from None
     carriers = reader.items("CLINIC_ACCEPTED_CARRIERS", list(DEFAULT_CARRIERS))
 
+    # A live call writes a heartbeat every CALL_HEARTBEAT_SECONDS; the sweep finishes a call
+    # whose heartbeat is CALL_STALE_SECONDS old. Two missed beats must never look like a death.
+    heartbeat_seconds = reader.number("CALL_HEARTBEAT_SECONDS", 10.0, minimum=1.0)
+    stale_seconds = reader.number("CALL_STALE_SECONDS", 30.0, minimum=2.0)
+    if stale_seconds < 2 * heartbeat_seconds:
+        raise ConfigError(
+            "CALL_STALE_SECONDS",
+            f"must be at least twice CALL_HEARTBEAT_SECONDS ({2 * heartbeat_seconds:g})",
+        )
+
     log_format = reader.choice("LOG_FORMAT", ("json", "console", "auto"), "auto")
     log_json = production if log_format == "auto" else log_format == "json"
 
@@ -421,10 +446,18 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         reprompt_limit=reader.integer("REPROMPT_LIMIT", 2, minimum=1),
         call_silence_seconds=reader.number("CALL_SILENCE_SECONDS", 6.0, minimum=1.0),
         call_max_seconds=reader.integer("CALL_MAX_SECONDS", 900, minimum=60),
+        drain_grace_seconds=reader.number("DRAIN_GRACE_SECONDS", 20.0, minimum=0.0),
+        call_heartbeat_seconds=heartbeat_seconds,
+        call_stale_seconds=stale_seconds,
+        call_sweep_seconds=reader.number("CALL_SWEEP_SECONDS", 10.0, minimum=1.0),
         stt_provider=stt,
         tts_provider=tts,
         nlu_provider=nlu,
         nlu_timeout_seconds=reader.number("NLU_TIMEOUT_SECONDS", 3.0, minimum=0.1),
+        # Hosted providers (clinic.circuit): failures in a row before calls go straight to the
+        # fallback, and how long they do before one trial call.
+        circuit_failure_threshold=reader.integer("CIRCUIT_FAILURE_THRESHOLD", 3, minimum=1),
+        circuit_cooldown_seconds=reader.number("CIRCUIT_COOLDOWN_SECONDS", 30.0, minimum=1.0),
         twilio_account_sid=twilio_sid,
         twilio_auth_token=twilio_token,
         twilio_api_base_url=reader.url("TWILIO_API_BASE_URL", ("https", "http")),
