@@ -13,7 +13,11 @@ with the next scripted transcript. It can drop the socket instead of answering a
 
 ``POST /v1/speak``: streams mu-law back in chunks (a tone, or espeak-ng's rendering of the
 text) after a configurable first-byte delay, and can fail the next N requests with an HTTP
-error or by cutting the body short.
+error, by cutting the body short, or by hanging (never answering until the client gives up).
+
+Outages: :meth:`FakeDeepgram.stop_accepting` refuses connections (and drops open ones) until
+:meth:`FakeDeepgram.start_accepting`; ``hang_handshakes`` makes ``/v1/listen`` accept the TCP
+connection but never answer the WebSocket upgrade.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from tests.fakes.outage import start_accepting, stop_accepting
 from voice.audio import (
     TWILIO_RATE,
     VadConfig,
@@ -41,7 +46,8 @@ from voice.audio import (
     pcm_to_mulaw,
 )
 
-SpeakFailure = Literal["status", "abort"]
+SpeakFailure = Literal["status", "abort", "hang"]
+HANG_LIMIT_S = 30.0  # a hung request is answered (with a 504) at the latest after this
 
 
 @dataclass
@@ -109,6 +115,10 @@ class FakeDeepgram:
         self.speak_disconnects = 0
         self.speak_disconnected = asyncio.Event()
         self.transcribed = 0  # utterances answered, over all connections
+        self.hang_handshakes = False
+        self.handshakes = 0  # /v1/listen upgrade requests received, answered or not
+        self._released = asyncio.Event()  # ends every hang at shutdown
+        self._speak_arrived = asyncio.Event()
         self._drop_after: int | None = None
         self._speak_failures: deque[tuple[SpeakFailure, int, int]] = deque()
         self._runner: web.AppRunner | None = None
@@ -142,9 +152,17 @@ class FakeDeepgram:
         status: int = 500,
         after_bytes: int = 1600,
     ) -> None:
-        """Make the next ``count`` speak requests fail: an HTTP error, or a body cut short."""
+        """Make the next ``count`` speak requests fail: an HTTP error, a body cut short, or no
+        answer at all (``hang``: the request waits until the client gives up)."""
         for _ in range(count):
             self._speak_failures.append((mode, status, after_bytes))
+
+    async def wait_for_speak_requests(self, count: int, limit_s: float = 5.0) -> None:
+        """Wait until ``count`` speak requests have arrived (answered or not)."""
+        async with asyncio.timeout(limit_s):
+            while len(self.speak_requests) < count:
+                self._speak_arrived.clear()
+                await self._speak_arrived.wait()
 
     @property
     def keepalives(self) -> int:
@@ -163,7 +181,21 @@ class FakeDeepgram:
         self.port = int(self._runner.addresses[0][1])
         return self
 
+    async def stop_accepting(self) -> None:
+        """An outage: connections are refused, and open ones (WebSockets too) are dropped."""
+        assert self._runner is not None
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1011, message=b"fake outage")
+        await stop_accepting(self._runner)
+
+    async def start_accepting(self) -> None:
+        """The end of the outage: listen on the same port again."""
+        assert self._runner is not None
+        await start_accepting(self._runner, self.port)
+
     async def __aexit__(self, *exc_info: object) -> None:
+        self._released.set()
         for ws in list(self._sockets):
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -176,6 +208,10 @@ class FakeDeepgram:
     # --- /v1/listen ----------------------------------------------------------------------
 
     async def _listen(self, request: web.Request) -> web.StreamResponse:
+        self.handshakes += 1
+        if self.hang_handshakes:
+            await self._hang(request)
+            return web.json_response({"err_code": "TIMEOUT"}, status=504)
         if not self._authorised(request):
             self.rejected_handshakes += 1
             return web.json_response({"err_code": "INVALID_AUTH"}, status=401)
@@ -222,7 +258,11 @@ class FakeDeepgram:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         port = int(peer[1]) if peer else 0
         self.speak_requests.append(SpeakRequest(text=text, params=query, client_port=port))
+        self._speak_arrived.set()
         failure = self._speak_failures.popleft() if self._speak_failures else None
+        if failure is not None and failure[0] == "hang":
+            await self._hang(request)
+            return web.json_response({"err_code": "TIMEOUT"}, status=504)
         if failure is not None and failure[0] == "status":
             return web.json_response(
                 {"err_code": "INTERNAL_SERVER_ERROR", "err_msg": "fake failure"}, status=failure[1]
@@ -250,6 +290,17 @@ class FakeDeepgram:
             await asyncio.sleep(self.speak_chunk_interval_s)
         await response.write_eof()
         return response
+
+    async def _hang(self, request: web.Request) -> None:
+        """Answer nothing until the client hangs up (or the fake stops, or HANG_LIMIT_S)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANG_LIMIT_S
+        while loop.time() < deadline and not self._released.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), 0.05)
 
     async def _speak_audio_for(self, text: str) -> bytes:
         if self.speak_audio == "espeak":

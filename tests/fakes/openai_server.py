@@ -29,7 +29,8 @@ Use it as an async context manager (``async with FakeOpenAI() as fake: fake.base
 through a pytest fixture that does the same. ``delay`` slows every answer (timeout tests);
 :meth:`fail_next` answers the next N requests with an HTTP error (500, 429, ...);
 :meth:`answer_next_raw` and :meth:`refuse_next` replace the next answer's content; every
-request received is kept in :attr:`requests`.
+request received is kept in :attr:`requests`. :meth:`stop_accepting` is an outage (connections
+refused, open ones dropped) until :meth:`start_accepting` listens on the same port again.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.outage import start_accepting, stop_accepting
 
 RECORDINGS = Path(__file__).with_name("openai_recordings.json")
 
@@ -140,6 +143,16 @@ class FakeOpenAI:
     def record(self, schema_name: str, text: str, output: dict[str, Any]) -> None:
         """Add a recording for this server only (the JSON file is the shared set)."""
         self.recordings.setdefault(schema_name, {})[text] = output
+
+    async def stop_accepting(self) -> None:
+        """An outage: new connections are refused and kept-alive ones are dropped."""
+        assert self._runner is not None
+        await stop_accepting(self._runner)
+
+    async def start_accepting(self) -> None:
+        """The end of the outage, on the port the client knows."""
+        assert self._runner is not None
+        await start_accepting(self._runner, self.port)
 
     async def __aenter__(self) -> FakeOpenAI:
         app = web.Application()

@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
+from clinic.circuit import BreakerSettings, CircuitBreaker, CircuitState, reset_breakers
 from tests.fakes.deepgram_server import FakeDeepgram, tone_mulaw
 from voice.audio import frame_energy_db, mulaw_duration_ms, mulaw_to_pcm
 from voice.tts import CachedTTS, PromptCache, TextToSpeechError, tts_from_settings
-from voice.tts.deepgram_aura import DeepgramAuraTTS
+from voice.tts.deepgram_aura import CIRCUIT as AURA_CIRCUIT
+from voice.tts.deepgram_aura import DeepgramAuraTTS, http_client
 from voice.tts.espeak import EspeakTTS, WavStreamParser
 from voice.tts.fallback import FallbackTTS, unspoken_text
 
@@ -293,3 +296,164 @@ async def test_factory_builds_the_configured_engines(deepgram: FakeDeepgram) -> 
     await next_call.aclose()
     first, second = deepgram.speak_requests
     assert first.client_port == second.client_port
+
+
+# --- circuit breaker: Aura down or slow, across calls -----------------------------------------
+
+COOLDOWN_S = 0.3
+
+
+def state(breaker: CircuitBreaker) -> CircuitState:
+    """Read afresh: an attribute compared in one assert would stay narrowed for mypy."""
+    return breaker.state
+
+
+def breaker_gauge(provider: str) -> float | None:
+    return REGISTRY.get_sample_value("provider_circuit_state", {"provider": provider})
+
+
+def call_tts(fake: FakeDeepgram, breaker: CircuitBreaker, **aura_options: float) -> FallbackTTS:
+    """What ``tts_from_settings`` builds for each new call: Aura, espeak-ng, the shared breaker."""
+    client = http_client(**aura_options) if aura_options else None
+    primary = DeepgramAuraTTS(api_key=fake.api_key, base_url=fake.base_url, client=client)
+    return FallbackTTS(primary, EspeakTTS(), breaker=breaker)
+
+
+async def one_call(
+    fake: FakeDeepgram, breaker: CircuitBreaker, text: str, **options: float
+) -> bytes:
+    tts = call_tts(fake, breaker, **options)
+    try:
+        return await spoken(tts.synthesize(text))
+    finally:
+        await tts.aclose()
+        if isinstance(tts.primary, DeepgramAuraTTS):
+            await tts.primary._http.aclose()
+
+
+async def test_aura_failing_opens_the_breaker_and_later_calls_skip_it_until_a_trial_closes_it(
+    deepgram: FakeDeepgram,
+) -> None:
+    breaker = CircuitBreaker("test_tts_open", BreakerSettings(2, COOLDOWN_S))
+    goodbye = await spoken(EspeakTTS().synthesize("Goodbye."))
+    deepgram.fail_speak(2, mode="status", status=503)
+    for _ in range(2):
+        assert await one_call(deepgram, breaker, "Goodbye.") == goodbye
+    assert state(breaker) is CircuitState.OPEN and breaker_gauge("test_tts_open") == 2
+
+    # Open: the next call speaks with espeak-ng at once; Aura would hang if it were asked.
+    deepgram.fail_speak(mode="hang")
+    asked = len(deepgram.speak_requests)
+    tts = call_tts(deepgram, breaker)
+    started = time.monotonic()
+    assert await spoken(tts.synthesize("Goodbye.")) == goodbye
+    assert time.monotonic() - started < 5  # generous: Aura's read timeout is 5 s
+    assert len(deepgram.speak_requests) == asked, "no request while the breaker is open"
+    assert (tts.name, tts.failovers) == ("espeak", 1)
+    await spoken(tts.synthesize("Goodbye."))  # and that call keeps one voice
+    assert len(deepgram.speak_requests) == asked
+    await tts.aclose()
+    deepgram._speak_failures.clear()
+
+    # After the cool-down one call is the trial; the others keep to espeak-ng meanwhile.
+    await asyncio.sleep(COOLDOWN_S + 0.05)
+    deepgram.speak_first_byte_s = 0.3
+    trial = asyncio.create_task(one_call(deepgram, breaker, "Hello"))
+    await deepgram.wait_for_speak_requests(asked + 1)
+    assert state(breaker) is CircuitState.HALF_OPEN and breaker_gauge("test_tts_open") == 1
+    assert await one_call(deepgram, breaker, "Goodbye.") == goodbye
+    assert len(deepgram.speak_requests) == asked + 1
+    assert await trial == tone_mulaw(5 * deepgram.speak_ms_per_character)
+
+    assert state(breaker) is CircuitState.CLOSED and breaker_gauge("test_tts_open") == 0
+    deepgram.speak_first_byte_s = 0.0
+    assert await one_call(deepgram, breaker, "Hi") == tone_mulaw(2 * 60.0)
+    assert len(deepgram.speak_requests) == asked + 2
+
+
+async def test_a_hanging_aura_counts_once_its_read_timeout_passes(deepgram: FakeDeepgram) -> None:
+    breaker = CircuitBreaker("test_tts_hang", BreakerSettings(2, 60))
+    deepgram.fail_speak(2, mode="hang")
+    for _ in range(2):
+        audio = await one_call(deepgram, breaker, "Goodbye.", read_timeout_s=0.3)
+        assert mulaw_duration_ms(audio) > 300  # espeak-ng spoke after the timeout
+    assert state(breaker) is CircuitState.OPEN
+    asked = len(deepgram.speak_requests)
+    await one_call(deepgram, breaker, "Goodbye.", read_timeout_s=0.3)
+    assert len(deepgram.speak_requests) == asked == 2
+
+
+async def test_aura_cut_off_mid_utterance_counts_as_a_failure(deepgram: FakeDeepgram) -> None:
+    breaker = CircuitBreaker("test_tts_abort", BreakerSettings(1, 60))
+    deepgram.fail_speak(mode="abort", after_bytes=3200)
+    audio = await one_call(deepgram, breaker, GREETING)
+    assert audio.startswith(tone_mulaw(len(GREETING) * 60.0)[:3200])
+    assert state(breaker) is CircuitState.OPEN and breaker_gauge("test_tts_abort") == 2
+
+
+async def test_refused_connections_open_it_and_a_failed_trial_opens_it_again(
+    deepgram: FakeDeepgram,
+) -> None:
+    breaker = CircuitBreaker("test_tts_refused", BreakerSettings(2, COOLDOWN_S))
+    await deepgram.stop_accepting()
+    for _ in range(2):
+        assert await one_call(deepgram, breaker, "Goodbye.")
+    assert deepgram.speak_requests == []  # refused before any request arrived
+    assert state(breaker) is CircuitState.OPEN
+
+    await asyncio.sleep(COOLDOWN_S + 0.05)
+    assert await one_call(deepgram, breaker, "Goodbye.")  # the trial, still refused
+    assert state(breaker) is CircuitState.OPEN and breaker_gauge("test_tts_refused") == 2
+
+    await deepgram.start_accepting()
+    assert await one_call(deepgram, breaker, "Goodbye.")  # open again: not even tried
+    assert deepgram.speak_requests == []
+    await asyncio.sleep(COOLDOWN_S + 0.05)
+    assert await one_call(deepgram, breaker, "Hi") == tone_mulaw(2 * 60.0)
+    assert state(breaker) is CircuitState.CLOSED and breaker_gauge("test_tts_refused") == 0
+
+
+async def test_a_barge_in_before_the_trial_spoke_leaves_the_next_call_a_trial(
+    deepgram: FakeDeepgram,
+) -> None:
+    breaker = CircuitBreaker("test_tts_barge", BreakerSettings(1, COOLDOWN_S))
+    deepgram.fail_speak(mode="status")
+    await one_call(deepgram, breaker, "Goodbye.")
+    await asyncio.sleep(COOLDOWN_S + 0.05)
+    deepgram.speak_first_byte_s = 0.5
+    tts = call_tts(deepgram, breaker)
+    stream = tts.synthesize("Hello")
+    task = asyncio.create_task(spoken(stream))
+    await deepgram.wait_for_speak_requests(2)
+    task.cancel()  # the caller talked over the silence before any audio came
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await tts.aclose()
+    assert state(breaker) is CircuitState.HALF_OPEN
+    deepgram.speak_first_byte_s = 0.0
+    assert await one_call(deepgram, breaker, "Hi") == tone_mulaw(2 * 60.0)
+    assert state(breaker) is CircuitState.CLOSED
+
+
+async def test_the_factory_shares_the_process_breaker_between_calls(deepgram: FakeDeepgram) -> None:
+    reset_breakers()
+    deepgram.fail_speak(mode="status")
+    try:
+        with override_settings(
+            TTS_PROVIDER="deepgram",
+            DEEPGRAM_API_KEY=deepgram.api_key,
+            DEEPGRAM_BASE_URL=deepgram.base_url,
+            CIRCUIT_FAILURE_THRESHOLD=1,
+            CIRCUIT_COOLDOWN_SECONDS=60.0,
+        ):
+            first_call = tts_from_settings(call_id="call-1")
+            await spoken(first_call.synthesize("Goodbye."))
+            await first_call.aclose()
+            assert breaker_gauge(AURA_CIRCUIT) == 2
+            second_call = tts_from_settings(call_id="call-2")
+            await spoken(second_call.synthesize("Goodbye."))
+            await second_call.aclose()
+        assert len(deepgram.speak_requests) == 1
+        assert second_call.name == "espeak"
+    finally:
+        reset_breakers()

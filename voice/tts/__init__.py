@@ -19,7 +19,8 @@ def tts_from_settings(*, cache: PromptCache | None = None, call_id: str = "") ->
 
     With ``TTS_PROVIDER=deepgram`` it is Aura with espeak-ng as the fallback (called inside
     the event loop, Aura shares that loop's HTTP connections with the other calls); with a
-    ``cache``, cached prompts are played from memory.
+    ``cache``, cached prompts are played from memory. The process's ``deepgram_tts`` circuit
+    breaker sends the call straight to espeak-ng while Aura keeps failing.
     """
     from django.conf import settings
 
@@ -27,7 +28,8 @@ def tts_from_settings(*, cache: PromptCache | None = None, call_id: str = "") ->
 
     engine: TextToSpeech = EspeakTTS()
     if settings.TTS_PROVIDER == "deepgram":
-        from voice.tts.deepgram_aura import DeepgramAuraTTS, shared_http_client
+        from clinic.circuit import circuit_breaker
+        from voice.tts.deepgram_aura import CIRCUIT, DeepgramAuraTTS, shared_http_client
         from voice.tts.fallback import FallbackTTS
 
         aura = DeepgramAuraTTS(
@@ -35,5 +37,5 @@ def tts_from_settings(*, cache: PromptCache | None = None, call_id: str = "") ->
             base_url=settings.DEEPGRAM_BASE_URL,
             client=shared_http_client(),
         )
-        engine = FallbackTTS(aura, engine, call_id=call_id)
+        engine = FallbackTTS(aura, engine, call_id=call_id, breaker=circuit_breaker(CIRCUIT))
     return CachedTTS(engine, cache) if cache is not None else engine

@@ -26,6 +26,23 @@ from voice.tts.base import TextToSpeechError
 log = get_logger(__name__)
 
 DEFAULT_VOICE = "aura-2-thalia-en"
+CIRCUIT = "deepgram_tts"
+"""This provider's name for its circuit breaker (clinic.circuit) and the breaker gauge."""
+
+# Every timeout of the HTTP client is set here, none left to httpx's defaults (5 s each) or
+# the SDK's (60 s, which it drops anyway when given a client). Aura answers in a few hundred
+# milliseconds; a caller hears silence for as long as a request waits, and FallbackTTS
+# speaks instead once it gives up, so the waits are short.
+CONNECT_TIMEOUT_S = 2.0
+"""TCP and TLS handshake with Deepgram."""
+READ_TIMEOUT_S = 5.0
+"""Longest wait for the first audio byte, and then between two chunks of the stream."""
+WRITE_TIMEOUT_S = 5.0
+"""Sending the request (a sentence of JSON)."""
+POOL_TIMEOUT_S = 2.0
+"""Waiting for a free connection of the shared pool (all calls of a process share it)."""
+MAX_CONNECTIONS = 100
+"""Concurrent Aura requests per process (about one per live call)."""
 
 _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
@@ -33,10 +50,18 @@ _shared_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.Asyn
 
 
 def http_client(
-    *, connect_timeout_s: float = 3.0, read_timeout_s: float = 10.0
+    *, connect_timeout_s: float = CONNECT_TIMEOUT_S, read_timeout_s: float = READ_TIMEOUT_S
 ) -> httpx.AsyncClient:
-    """A new HTTP client for Aura: no SDK retries wrap it, short timeouts."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s))
+    """A new HTTP client for Aura: no SDK retries wrap it, short explicit timeouts."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=connect_timeout_s,
+            read=read_timeout_s,
+            write=WRITE_TIMEOUT_S,
+            pool=POOL_TIMEOUT_S,
+        ),
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20),
+    )
 
 
 def shared_http_client() -> httpx.AsyncClient | None:
