@@ -1,0 +1,1 @@
+"""Live tests: the product run as deployed (real processes, real audio, real time)."""
