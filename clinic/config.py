@@ -55,7 +55,16 @@ NLU_PROVIDERS = ("rules", "openai")
 
 # Variables with these prefixes belong to this project; an unknown one is a typo.
 OWN_PREFIXES = (
-    "CLINIC_", "STT_", "TTS_", "NLU_", "CALL_", "SLOT_", "REPROMPT_", "CIRCUIT_", "DRAIN_"
+    "CLINIC_",
+    "STT_",
+    "TTS_",
+    "NLU_",
+    "CALL_",
+    "SLOT_",
+    "REPROMPT_",
+    "CIRCUIT_",
+    "DRAIN_",
+    "RED_FLAG_",
 )
 KNOWN_VARIABLES = frozenset(
     {
@@ -78,6 +87,7 @@ KNOWN_VARIABLES = frozenset(
         "SLOT_HOLD_SECONDS",
         "TRANSCRIPT_RETENTION_DAYS",
         "REPROMPT_LIMIT",
+        "RED_FLAG_MIN_CONFIDENCE",
         "CALL_SILENCE_SECONDS",
         "CALL_MAX_SECONDS",
         "CALL_HEARTBEAT_SECONDS",
@@ -163,6 +173,8 @@ class Config:
     call_heartbeat_seconds: float = 10.0
     call_stale_seconds: float = 30.0
     call_sweep_seconds: float = 10.0
+    # A red flag heard below this recogniser confidence is confirmed with the caller first.
+    red_flag_min_confidence: float = 0.8
 
     @property
     def production(self) -> bool:
@@ -319,6 +331,14 @@ def _fernet_keys(reader: _Reader) -> list[str]:
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
+def _probability(reader: _Reader, name: str, default: float) -> float:
+    """A recogniser confidence: a number from 0 to 1."""
+    value = reader.number(name, default)
+    if value > 1.0:
+        raise ConfigError(name, f"must be between 0 and 1, got {value}")
+    return value
+
+
 def load_config(environ_map: Mapping[str, str]) -> Config:
     """Build the validated :class:`Config` from an environment mapping."""
     reader = _Reader(environ_map)
@@ -444,6 +464,7 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         slot_hold_seconds=reader.integer("SLOT_HOLD_SECONDS", 120, minimum=10),
         transcript_retention_days=reader.integer("TRANSCRIPT_RETENTION_DAYS", 30, minimum=1),
         reprompt_limit=reader.integer("REPROMPT_LIMIT", 2, minimum=1),
+        red_flag_min_confidence=_probability(reader, "RED_FLAG_MIN_CONFIDENCE", 0.8),
         call_silence_seconds=reader.number("CALL_SILENCE_SECONDS", 6.0, minimum=1.0),
         call_max_seconds=reader.integer("CALL_MAX_SECONDS", 900, minimum=60),
         drain_grace_seconds=reader.number("DRAIN_GRACE_SECONDS", 20.0, minimum=0.0),

@@ -214,6 +214,9 @@ SLOT_HORIZON_DAYS = CONFIG.slot_horizon_days
 SLOT_HOLD_SECONDS = CONFIG.slot_hold_seconds
 TRANSCRIPT_RETENTION_DAYS = CONFIG.transcript_retention_days
 REPROMPT_LIMIT = CONFIG.reprompt_limit
+# A red flag heard below this recogniser confidence (0..1) is confirmed with the caller before
+# emergency guidance (intake.understanding.triage); keypad input counts as 1.0.
+RED_FLAG_MIN_CONFIDENCE = CONFIG.red_flag_min_confidence
 CALL_SILENCE_SECONDS = CONFIG.call_silence_seconds
 CALL_MAX_SECONDS = CONFIG.call_max_seconds
 FIELD_ENCRYPTION_KEYS = CONFIG.field_encryption_keys

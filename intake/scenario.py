@@ -10,6 +10,7 @@ same call is checked at every layer. A file looks like::
     [[turns]]
     caller = "I'd like to book an appointment"   # or: silence = 6 / press = "0" /
     agent_says = "new or returning"              #     hangup = true / event = "slot_taken"
+    confidence = 0.4                             # optional, text mode only (see Line)
     [expect]
     outcome = "booked"
     followups = ["call_dropped"]
@@ -38,6 +39,8 @@ from intake.models import Call, FollowUp, Turn
 from intake.selectors import patient_find_by_name_and_dob
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+# What a clear line on a good recogniser reports; the default for a scenario line as text.
+TEXT_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,14 @@ class Line:
     event: str = ""  # "slot_taken": another caller books what was just offered
     agent_says: str = ""  # a phrase the agent's answer to this line must contain
     barge_in: bool = False  # for the voice simulator: talk over the agent's prompt
+    # The recogniser's confidence in a spoken line when the scenario is played as text (a
+    # misheard red flag is confirmed below RED_FLAG_MIN_CONFIDENCE). Played as audio, the
+    # recogniser reports its own and this is not used.
+    confidence: float = TEXT_CONFIDENCE
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence must be between 0 and 1, got {self.confidence}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from clinic.logs import get_logger
 from intake import services
+from intake.conversation import red_flags
 from intake.conversation.events import (
     Action,
     CallEnded,
@@ -44,6 +45,7 @@ class Prepared:
     finished: bool
     expectation: Expectation
     context: Context | None
+    confirming_red_flag: bool = False
 
 
 def keys_as_words(keys: str, expectation: Expectation) -> str:
@@ -89,10 +91,14 @@ class Conversation:
                 event.confidence,
                 event.stt_final_ms,
             )
-        # Red flags are always screened by the rules, whatever engine understands the turn.
+        # Red flags are always screened by the rules, whatever engine understands the turn;
+        # the flow decides whether to end intake at once or to ask the caller first.
         flag = screen(text)
         if flag is not None:
-            return await self._step(lambda flow: flow.emergency(flag), said, stt_ms, None)
+            return await self._step(lambda flow: flow.red_flag(flag, confidence), said, stt_ms)
+        if prepared.confirming_red_flag:
+            # "Did you say ...?" is answered to the rules alone: no language model is asked.
+            return await self._step(lambda flow: flow.flag_reply(text, confidence), said, stt_ms)
         started = time.perf_counter()
         understanding = await self.engine.understand(text, prepared.expectation, prepared.context)
         understanding_ms = round((time.perf_counter() - started) * 1000)
@@ -119,7 +125,12 @@ class Conversation:
         flow = Flow(call, ConversationState.from_dict(call.state))
         if flow.state.finished or call.finished:
             return Prepared(True, Expectation.FREE, None)
-        return Prepared(False, flow.question.expect, flow.context())
+        return Prepared(
+            False,
+            flow.question.expect,
+            flow.context(),
+            confirming_red_flag=red_flags.confirming(flow.state),
+        )
 
     async def _step(
         self,

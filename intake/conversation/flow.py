@@ -13,8 +13,9 @@ import datetime as dt
 from django.conf import settings
 from django.utils import timezone
 
+from clinic.logs import get_logger
 from intake import services
-from intake.conversation import prompts
+from intake.conversation import prompts, red_flags
 from intake.conversation.desk import FOLLOWUP, OUTCOME, FrontDesk
 from intake.conversation.events import Action, Expect, FollowUpOpened, HangUp, Say, Transfer
 from intake.conversation.questions import QUESTIONS, Question
@@ -22,8 +23,16 @@ from intake.conversation.state import ConversationState
 from intake.conversation.steps import Ask, End, Retry, Step
 from intake.models import Call, FollowUp
 from intake.understanding.base import hints_for
-from intake.understanding.triage import RedFlag
+from intake.understanding.triage import (
+    RedFlag,
+    Reply,
+    confirmation_reply,
+    graver,
+    needs_confirmation,
+)
 from intake.understanding.types import Context, Intent, OfferedOption, Understanding
+
+log = get_logger(__name__)
 
 # Below this speech-recognition confidence a turn is treated as noise, not as an answer.
 MIN_CONFIDENCE = 0.3
@@ -74,6 +83,8 @@ class Flow:
         return self.actions
 
     def hear(self, understanding: Understanding, said: str, confidence: float) -> list[Action]:
+        if red_flags.confirming(self.state):
+            return self.flag_reply(said, confidence)
         if confidence < MIN_CONFIDENCE:
             self._retry(Retry())
         elif understanding.intent == Intent.AGENT:
@@ -88,6 +99,9 @@ class Flow:
         return self.actions
 
     def silence(self) -> list[Action]:
+        if red_flags.confirming(self.state):  # no answer to "Did you say ...?" counts as yes
+            self._end(red_flags.emergency(red_flags.pending(self.state), "no answer"))
+            return self.actions
         self.state.silences += 1
         if self.state.silences > settings.REPROMPT_LIMIT:
             self._end(
@@ -104,8 +118,15 @@ class Flow:
         return self.actions
 
     def person_requested(self) -> list[Action]:
-        """ "Can I talk to someone?" or 0 on the keypad, at any point of the call."""
-        if self.desk.front_desk_open():
+        """ "Can I talk to someone?" or 0 on the keypad, at any point of the call.
+
+        Not while a possible red flag is being confirmed: that is not a clear no, so the
+        caller gets emergency guidance and staff an urgent follow-up.
+        """
+        if red_flags.confirming(self.state):
+            why = "the caller asked for a person instead of answering"
+            self._end(red_flags.emergency(red_flags.pending(self.state), why))
+        elif self.desk.front_desk_open():
             self._end(End(OUTCOME.TRANSFERRED, prompts.TRANSFER, transfer=True))
         else:
             self._end(
@@ -118,23 +139,53 @@ class Flow:
             )
         return self.actions
 
-    def emergency(self, flag: RedFlag) -> list[Action]:
-        """A red flag ends intake at once: guidance, an urgent follow-up, nothing booked."""
-        self.desk.release_hold()
-        self._end(
-            End(
-                OUTCOME.EMERGENCY,
-                f"{flag.guidance} {prompts.STAFF_ALERTED}",
-                FOLLOWUP.EMERGENCY,
-                f"Red flag during intake: {flag.category.value.replace('_', ' ')}.",
-            ),
-            priority=FollowUp.Priority.URGENT,
+    def red_flag(self, flag: RedFlag, confidence: float) -> list[Action]:
+        """A red flag was screened in the caller's turn (see :mod:`.red_flags`).
+
+        Clear and confident: intake ends at once. Uncertain: "Did you say ...?". Heard again
+        while that is asked: there is no doubt left.
+        """
+        threshold = settings.RED_FLAG_MIN_CONFIDENCE
+        if red_flags.confirming(self.state):
+            action = "emergency_heard_again"
+            step: Step = red_flags.emergency(
+                graver(red_flags.pending(self.state), flag), "heard again when asked"
+            )
+        elif needs_confirmation(flag, confidence, threshold):
+            action, step = "confirm", red_flags.ask(self.desk, flag)
+        else:
+            action, step = "emergency", red_flags.emergency(flag)
+        log.info(
+            "red_flag",
+            call_id=self.call.pk,
+            category=flag.category.value,
+            rule=flag.rule,
+            evidence=flag.evidence.value,
+            confidence=round(confidence, 2),
+            action=action,
         )
+        self._apply(step)
+        return self.actions
+
+    def flag_reply(self, said: str, confidence: float) -> list[Action]:
+        """The answer to "Did you say ...?", read by the rules; noise is not a no."""
+        reply = confirmation_reply(said) if confidence >= MIN_CONFIDENCE else Reply.UNCLEAR
+        self._apply(red_flags.reply(self.desk, reply))
         return self.actions
 
     def ended(self) -> list[Action]:
         """The line closed. Keep what was said; tell staff if the caller was left mid-way."""
         if self.state.finished:
+            return []
+        if red_flags.confirming(self.state):  # staff must find out whether it was real
+            flag = red_flags.pending(self.state)
+            why = "the caller hung up when asked to confirm it"
+            followup = self.desk.follow_up(
+                FOLLOWUP.EMERGENCY, red_flags.summary(flag, why), FollowUp.Priority.URGENT
+            )
+            self.actions.append(FollowUpOpened(followup.pk, followup.reason))
+            self.desk.release_hold()
+            self.desk.finish(self.state.completed_goal or OUTCOME.ABANDONED)
             return []
         self._caller_left(say=None)
         return []
@@ -176,10 +227,12 @@ class Flow:
         self._say(prompts.DIDNT_CATCH + prompt)
         self._expect()
 
-    def _end(self, step: End, priority: int | None = None) -> None:
+    def _end(self, step: End) -> None:
         self.desk.release_hold()
         if step.followup_reason:
-            followup = self.desk.follow_up(step.followup_reason, step.followup_summary, priority)
+            followup = self.desk.follow_up(
+                step.followup_reason, step.followup_summary, step.priority
+            )
             self.actions.append(FollowUpOpened(followup.pk, followup.reason))
         self._say(step.say)
         self.actions.append(Transfer() if step.transfer else HangUp())

@@ -6,7 +6,7 @@ layer can synthesise them once per process and start them without a synthesis ro
 
 from __future__ import annotations
 
-from intake.understanding.triage import CRISIS_GUIDANCE, EMERGENCY_GUIDANCE
+from intake.understanding.triage import CRISIS_GUIDANCE, EMERGENCY_GUIDANCE, RESTATEMENTS
 
 GREETING = (
     "Thank you for calling {clinic}. This call is recorded for quality and for your records. "
@@ -92,6 +92,10 @@ TOO_MANY_MISSES = (
 
 # Read after the red-flag guidance of intake.understanding.triage.
 STAFF_ALERTED = "I've also let our staff know."
+# A red flag that may have been misheard (intake.conversation.red_flags). {what} is one of
+# triage.RESTATEMENTS, never the caller's words; a clear no resumes with MISHEARD.
+CONFIRM_RED_FLAG = "Did you say {what}?"
+MISHEARD = "Sorry, I misheard you."
 
 FIXED_PROMPTS = (
     MENU,
@@ -127,4 +131,5 @@ FIXED_PROMPTS = (
     TOO_MANY_MISSES,
     f"{EMERGENCY_GUIDANCE} {STAFF_ALERTED}",
     f"{CRISIS_GUIDANCE} {STAFF_ALERTED}",
+    *(CONFIRM_RED_FLAG.format(what=what) for what in RESTATEMENTS),
 )

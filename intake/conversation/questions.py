@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from clinic.services import SlotTaken
-from intake.conversation import prompts
+from intake.conversation import prompts, red_flags
 from intake.conversation.desk import FOLLOWUP, OUTCOME, FrontDesk
 from intake.conversation.speakable import characters, spell, spoken_date, spoken_day, spoken_list
 from intake.conversation.steps import Ask, End, Retry, Step
@@ -634,4 +634,6 @@ QUESTIONS: dict[str, Question] = {
     "anything_else": Question(
         "wrap_up", Expectation.YES_NO, fixed(prompts.ANYTHING_ELSE), anything_else
     ),
+    # Asked in any phase when a red flag may have been misheard (see red_flags.py).
+    red_flags.QUESTION: Question("triage", Expectation.YES_NO, red_flags.prompt, red_flags.answer),
 }

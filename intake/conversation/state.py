@@ -73,6 +73,17 @@ class ConversationState:
     existing_appointment_id: int | None = None
     appointment_id: int | None = None
 
+    # a red flag heard uncertainly, while the caller is asked "Did you say ...?" (red_flags.py);
+    # the interrupted question and its counters, to resume exactly there on a clear no
+    flag_category: str = ""
+    flag_rule: str = ""
+    flag_evidence: str = ""
+    flag_someone_else: bool = False
+    flag_repeats: int = 0
+    resume_question: str = ""
+    resume_misunderstood: int = 0
+    resume_silences: int = 0
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["version"] = STATE_VERSION

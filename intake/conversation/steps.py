@@ -29,6 +29,7 @@ class End:
     followup_reason: str = ""
     followup_summary: str = ""
     transfer: bool = False
+    priority: int | None = None  # of the follow-up; None is the model's default
 
 
 Step = Ask | Retry | End

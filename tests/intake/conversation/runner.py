@@ -29,6 +29,8 @@ class Played:
     call: Call
     agent_lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # The question each scenario line answered (its id in questions.QUESTIONS), in order.
+    asked: list[str] = field(default_factory=list)
 
 
 def _said(actions: list[Action]) -> str:
@@ -51,8 +53,9 @@ async def play(scenario: scenarios.Scenario, engine: UnderstandingEngine) -> Pla
 
     await send(CallStarted())
     for number, line in enumerate(scenario.lines, start=1):
+        fresh = await Call.objects.aget(pk=call.pk)
+        played.asked.append(fresh.state.get("question", ""))
         if line.event == "slot_taken":
-            fresh = await Call.objects.aget(pk=call.pk)
             await sync_to_async(scenarios.take_offered_slot)(fresh)
             continue
         event: Event
@@ -63,7 +66,7 @@ async def play(scenario: scenarios.Scenario, engine: UnderstandingEngine) -> Pla
         elif line.press:
             event = KeyPressed(line.press)
         else:
-            event = CallerSaid(line.caller, confidence=0.95, stt_final_ms=120)
+            event = CallerSaid(line.caller, confidence=line.confidence, stt_final_ms=120)
         reply = await send(event)
         if line.agent_says and line.agent_says.lower() not in reply.lower():
             played.problems.append(
