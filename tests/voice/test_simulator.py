@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -26,7 +28,7 @@ from twilio.request_validator import RequestValidator
 from intake.scenario import Line, Scenario
 from voice import simulator, twiml
 from voice import twilio_wire as wire
-from voice.audio import FRAME_BYTES
+from voice.audio import FRAME_BYTES, mulaw_to_pcm
 from voice.simulator import (
     SILENCE_FRAME,
     CallResult,
@@ -312,6 +314,65 @@ async def test_espeak_voice_gives_trimmed_frames() -> None:
     assert frames
     assert simulator.is_voiced(frames[0]) and simulator.is_voiced(frames[-1])
     assert all(len(frame) == FRAME_BYTES for frame in frames)
+
+
+def band_fractions(frames: list[bytes]) -> tuple[float, float]:
+    """Shares of the energy below 200 Hz and above 3600 Hz (a phone line passes 300-3400)."""
+    pcm = mulaw_to_pcm(b"".join(frames)).astype(np.float64)
+    power = np.abs(np.fft.rfft(pcm)) ** 2
+    freqs = np.fft.rfftfreq(pcm.size, 1 / 8000)
+    total = float(power.sum())
+    return float(power[freqs < 200].sum()) / total, float(power[freqs > 3600].sum()) / total
+
+
+def median_pitch_hz(frames: list[bytes]) -> float:
+    """Median fundamental of the loud 40 ms windows, by autocorrelation (70-400 Hz)."""
+    pcm = mulaw_to_pcm(b"".join(frames)).astype(np.float64)
+    pitches = []
+    for start in range(0, pcm.size - 320, 160):
+        window = pcm[start : start + 320]
+        if np.sqrt(np.mean(window**2)) < 500:
+            continue
+        window = window - window.mean()
+        correlation = np.correlate(window, window, "full")[319:]
+        lag = 20 + int(np.argmax(correlation[20:115]))
+        if correlation[lag] > 0.3 * correlation[0]:
+            pitches.append(8000 / lag)
+    return float(np.median(pitches))
+
+
+@pytest.mark.parametrize("voice", simulator.CALLER_VOICES)
+async def test_caller_voices_reach_the_line_as_telephone_band_speech(voice: str) -> None:
+    line = "Yes, I would like to book an appointment for next Tuesday morning."
+    frames = await simulator.caller_frames(line, voice)
+    assert 2.0 < len(frames) * 0.02 < 8.0
+    assert simulator.is_voiced(frames[0]) and simulator.is_voiced(frames[-1])
+    assert all(len(frame) == FRAME_BYTES for frame in frames)
+    below, above = band_fractions(frames)
+    assert below < 1e-3 and above < 1e-3
+    # The agent's own voice is not band-limited: the channel, not the engine, did this.
+    agent_below, _ = band_fractions(await simulator.caller_frames(line, "espeak"))
+    assert agent_below > 10 * below
+
+
+async def test_caller_voices_differ_in_pitch_and_pace() -> None:
+    line = "Yes, I would like to book an appointment for next Tuesday morning."
+    low = await simulator.caller_frames(line, "espeak-m3")
+    high = await simulator.caller_frames(line, "espeak-f2")
+    assert median_pitch_hz(high) > 1.4 * median_pitch_hz(low)
+    assert len(high) > len(low)  # 145 words a minute against 175
+
+
+def test_an_unknown_voice_is_refused_before_the_call_is_placed() -> None:
+    with pytest.raises(ValueError, match="unknown caller voice 'robot'.*piper-joe"):
+        TwilioCaller(
+            simulator.InProcessTransport(),
+            scenario(Line(caller="hello")),
+            voice="robot",
+            account_sid=ACCOUNT_SID,
+            auth_token="token",
+            public_base_url="https://clinic.example.com",
+        )
 
 
 # --- stored turns, by the line they answer -----------------------------------------------------
@@ -606,4 +667,46 @@ async def test_an_unreachable_server_is_one_clear_error() -> None:
             scenario(Line(caller="hello")),
             account_sid=ACCOUNT_SID,
             load_from_db=False,
+        )
+
+
+async def test_a_call_in_a_caller_voice_sends_that_voice_on_the_stream(stand_in) -> None:
+    stand_in.log.hang_up_after = 1
+    result = await TwilioCaller.in_process(
+        stand_in.as_asgi(),
+        scenario(Line(caller="yes")),
+        speed=SPEED,
+        voice="espeak-f2",
+        settle_s=0.1,
+        reply_timeout_s=5.0,
+        hangup_timeout_s=3.0,
+        load_from_db=False,
+    )
+    assert result.warnings == []
+    sent = [
+        base64.b64decode(message["media"]["payload"])
+        for _, message in stand_in.log.received
+        if message["event"] == "media"
+    ]
+    spoken = await simulator.caller_frames("yes", "espeak-f2")
+    first = sent.index(spoken[0])
+    assert sent[first : first + len(spoken)] == spoken
+
+
+@pytest.mark.django_db
+def test_simulate_call_refuses_an_unknown_voice_and_names_the_known_ones() -> None:
+    with pytest.raises(CommandError, match="invalid choice: 'robot'.*piper-joe"):
+        call_command("simulate_call", "new_patient_booked", "--voice", "robot")
+
+
+@pytest.mark.django_db
+def test_simulate_call_with_a_caller_voice_reports_an_unreachable_server_in_one_line() -> None:
+    with pytest.raises(CommandError, match="^cannot reach the server at http://127.0.0.1:9"):
+        call_command(
+            "simulate_call",
+            "new_patient_booked",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--voice",
+            "espeak-klatt",
         )

@@ -58,13 +58,17 @@ from voice.simulator.transports import (
     Transport,
 )
 from voice.simulator.voices import (
+    CALLER_VOICES,
     SILENCE_FRAME,
     VOICED_DB,
+    VOICES,
+    CallerVoice,
     Voice,
     caller_frames,
     is_voiced,
     tone_frames,
     trim_silence,
+    voice_spec,
 )
 from voice.simulator.wire import (
     ANSWER_PATH,
@@ -79,14 +83,17 @@ from voice.simulator.wire import (
 __all__ = [
     "ANSWER_PATH",
     "BARGE_IN_AFTER_SECONDS",
+    "CALLER_VOICES",
     "DTMF_GAP_SECONDS",
     "FRAME_SECONDS",
     "KNOWN_EVENTS",
     "MAX_AGENT_TURN_SECONDS",
     "SILENCE_FRAME",
     "VOICED_DB",
+    "VOICES",
     "AgentSpeech",
     "CallLine",
+    "CallerVoice",
     "CallResult",
     "FrameSchedule",
     "InProcessTransport",
@@ -110,5 +117,6 @@ __all__ = [
     "parse_twiml",
     "tone_frames",
     "trim_silence",
+    "voice_spec",
     "twilio_signature",
 ]

@@ -19,7 +19,7 @@ from voice.simulator.database import load_call, take_offered_slot
 from voice.simulator.results import CallResult, LineResult
 from voice.simulator.stream import CallLine
 from voice.simulator.transports import InProcessTransport, NetworkTransport, Transport
-from voice.simulator.voices import Voice, caller_frames
+from voice.simulator.voices import Voice, caller_frames, voice_spec
 from voice.simulator.wire import (
     ANSWER_PATH,
     SimulatorError,
@@ -43,7 +43,8 @@ class TwilioCaller(CallLine):
     """Plays one scenario as an inbound Twilio call; :meth:`play` returns a :class:`CallResult`.
 
     Options: ``speed`` (caller audio and agent playback run that many times faster than
-    real time), ``voice`` (``"espeak"`` or ``"tone"``), ``barge_in`` (every spoken line
+    real time), ``voice`` (a key of :data:`voice.simulator.voices.VOICES`: ``"espeak"``, the
+    agent's own voice, by default), ``barge_in`` (every spoken line
     talks over the agent's prompt, not only the lines marked ``barge_in``),
     ``reply_timeout_s`` (how long to wait for the agent before going on regardless),
     ``settle_s`` (the pause after the agent's prompt before the caller answers),
@@ -75,6 +76,7 @@ class TwilioCaller(CallLine):
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
+        voice_spec(voice)  # an unknown voice fails here, before the call is placed
         unknown = {line.event for line in scenario.lines if line.event} - KNOWN_EVENTS
         if unknown:
             raise ValueError(f"unknown scenario events: {sorted(unknown)}")

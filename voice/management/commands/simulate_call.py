@@ -2,6 +2,7 @@
 
     python manage.py simulate_call new_patient_booked
     python manage.py simulate_call path/to/my_call.toml --base-url http://127.0.0.1:8001 --speed 2
+    python manage.py simulate_call new_patient_booked --voice piper-joe
 
 Run it with the same settings as the server (same ``.env``, same database): it creates the
 scenario's returning patients in that database first, signs requests with the server's
@@ -19,7 +20,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from intake import scenario as scenarios
-from voice.simulator import SimulatorError, TwilioCaller, check, format_transcript
+from voice.simulator import VOICES, SimulatorError, TwilioCaller, check, format_transcript
 
 # Scenario [setup] keys that are the server's settings: the command cannot change them on a
 # running server, so it says which environment the expectations assume.
@@ -64,9 +65,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--voice",
-            choices=("espeak", "tone"),
+            choices=tuple(VOICES),
             default="espeak",
-            help="the caller's voice: espeak-ng speech, or a tone (for scripted STT fakes)",
+            metavar="NAME",
+            help="the caller's voice (default espeak, the agent's own); "
+            + "; ".join(f"{name}: {voice.description}" for name, voice in VOICES.items()),
         )
         parser.add_argument(
             "--reply-timeout",
