@@ -63,3 +63,14 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
 def fast_password_hashing(settings) -> None:
     """Staff users are created in many tests; PBKDF2's deliberate slowness is not under test."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def closed_circuit_breakers() -> Iterator[None]:
+    """Each test starts with the hosted providers' breakers closed: they live for a process,
+    and one test's outage must not send the next test's calls to the fallback."""
+    from clinic.circuit import reset_breakers
+
+    reset_breakers()
+    yield
+    reset_breakers()

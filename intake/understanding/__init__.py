@@ -49,12 +49,14 @@ def engine_from_settings() -> UnderstandingEngine:
     from django.conf import settings
 
     if settings.NLU_PROVIDER == "openai":
-        from intake.understanding.llm import OpenAIEngine
+        from clinic.circuit import circuit_breaker
+        from intake.understanding.llm import CIRCUIT, OpenAIEngine
 
         return OpenAIEngine(
             api_key=settings.OPENAI_API_KEY,
             model=settings.OPENAI_MODEL,
             base_url=settings.OPENAI_BASE_URL or None,
             timeout=settings.NLU_TIMEOUT_SECONDS,
+            breaker=circuit_breaker(CIRCUIT),  # shared by the calls of this process
         )
     return RulesEngine()
