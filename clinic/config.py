@@ -64,6 +64,7 @@ OWN_PREFIXES = (
     "REPROMPT_",
     "CIRCUIT_",
     "DRAIN_",
+    "OUTBOX_",
     "RED_FLAG_",
 )
 KNOWN_VARIABLES = frozenset(
@@ -90,6 +91,7 @@ KNOWN_VARIABLES = frozenset(
         "RED_FLAG_MIN_CONFIDENCE",
         "CALL_SILENCE_SECONDS",
         "CALL_MAX_SECONDS",
+        "CALL_DATABASE_RETRY_SECONDS",
         "CALL_HEARTBEAT_SECONDS",
         "CALL_STALE_SECONDS",
         "CALL_SWEEP_SECONDS",
@@ -112,6 +114,8 @@ KNOWN_VARIABLES = frozenset(
         "OPENAI_MODEL",
         "EMAIL_URL",
         "DEFAULT_FROM_EMAIL",
+        "OUTBOX_PUBLISH_TIMEOUT_SECONDS",
+        "OUTBOX_RELAY_SECONDS",
     }
 )
 
@@ -149,6 +153,7 @@ class Config:
     reprompt_limit: int
     call_silence_seconds: float
     call_max_seconds: int
+    call_database_retry_seconds: float
     stt_provider: str
     tts_provider: str
     nlu_provider: str
@@ -173,6 +178,10 @@ class Config:
     call_heartbeat_seconds: float = 10.0
     call_stale_seconds: float = 30.0
     call_sweep_seconds: float = 10.0
+    # Celery work in the transactional outbox (clinic.outbox): how long a publish may wait for
+    # the broker, and how often the relay sends what is left.
+    outbox_publish_timeout_seconds: float = 1.0
+    outbox_relay_seconds: float = 15.0
     # A red flag heard below this recogniser confidence is confirmed with the caller first.
     red_flag_min_confidence: float = 0.8
 
@@ -467,6 +476,7 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         red_flag_min_confidence=_probability(reader, "RED_FLAG_MIN_CONFIDENCE", 0.8),
         call_silence_seconds=reader.number("CALL_SILENCE_SECONDS", 6.0, minimum=1.0),
         call_max_seconds=reader.integer("CALL_MAX_SECONDS", 900, minimum=60),
+        call_database_retry_seconds=reader.number("CALL_DATABASE_RETRY_SECONDS", 6.0, minimum=0.0),
         drain_grace_seconds=reader.number("DRAIN_GRACE_SECONDS", 20.0, minimum=0.0),
         call_heartbeat_seconds=heartbeat_seconds,
         call_stale_seconds=stale_seconds,
@@ -491,5 +501,9 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         openai_model=reader.text("OPENAI_MODEL", "gpt-4o-mini"),
         email=email,
         default_from_email=reader.text("DEFAULT_FROM_EMAIL", "appointments@clinic.example"),
+        outbox_publish_timeout_seconds=reader.number(
+            "OUTBOX_PUBLISH_TIMEOUT_SECONDS", 1.0, minimum=0.1
+        ),
+        outbox_relay_seconds=reader.number("OUTBOX_RELAY_SECONDS", 15.0, minimum=1.0),
         warnings=warnings,
     )

@@ -183,6 +183,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "health_check_interval": 10,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish (.delay(), send_task) waits for the broker this long, retried once, never kombu's
+# defaults (4 s, retried for the whole of it, then 3 publish retries). Work that must not be
+# lost goes through the outbox (clinic.outbox), which has its own shorter, unretried timeout
+# and leaves what the broker did not take to its relay (every OUTBOX_RELAY_SECONDS).
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+OUTBOX_PUBLISH_TIMEOUT_SECONDS = CONFIG.outbox_publish_timeout_seconds
+OUTBOX_RELAY_SECONDS = CONFIG.outbox_relay_seconds
 CELERY_TIMEZONE = "UTC"
 # Periodic jobs are declared by the apps that own them, in each app's `schedule.py`.
 CELERY_BEAT_SCHEDULE = {
@@ -190,6 +203,9 @@ CELERY_BEAT_SCHEDULE = {
     **intake_schedule.BEAT_SCHEDULE,
     **voice_schedule.BEAT_SCHEDULE,
 }
+CELERY_BEAT_SCHEDULE[clinic_schedule.OUTBOX_RELAY] = clinic_schedule.outbox_relay_entry(
+    OUTBOX_RELAY_SECONDS
+)
 
 # --- E-mail (booking confirmations, sent by a Celery task) --------------------------------
 EMAIL_BACKEND = CONFIG.email["EMAIL_BACKEND"]
@@ -219,6 +235,13 @@ REPROMPT_LIMIT = CONFIG.reprompt_limit
 RED_FLAG_MIN_CONFIDENCE = CONFIG.red_flag_min_confidence
 CALL_SILENCE_SECONDS = CONFIG.call_silence_seconds
 CALL_MAX_SECONDS = CONFIG.call_max_seconds
+# How long a turn retries a database that does not answer before the caller is handed over.
+CALL_DATABASE_RETRY_SECONDS = CONFIG.call_database_retry_seconds
+# Drain on SIGTERM, heartbeats of live calls and the sweep of calls whose process died.
+DRAIN_GRACE_SECONDS = CONFIG.drain_grace_seconds
+CALL_HEARTBEAT_SECONDS = CONFIG.call_heartbeat_seconds
+CALL_STALE_SECONDS = CONFIG.call_stale_seconds
+CALL_SWEEP_SECONDS = CONFIG.call_sweep_seconds
 FIELD_ENCRYPTION_KEYS = CONFIG.field_encryption_keys
 BLIND_INDEX_KEY = CONFIG.blind_index_key
 

@@ -52,6 +52,7 @@ DEFAULT_PRIORITY: dict[str, int] = {
     FollowUp.Reason.BOOKING_FAILED: FollowUp.Priority.HIGH,
     FollowUp.Reason.TRANSFER_FAILED: FollowUp.Priority.HIGH,
     FollowUp.Reason.CALL_DROPPED: FollowUp.Priority.NORMAL,
+    FollowUp.Reason.HANDED_OVER: FollowUp.Priority.NORMAL,
     FollowUp.Reason.SCHEDULE_CONFLICT: FollowUp.Priority.HIGH,
 }
 
@@ -238,6 +239,37 @@ def call_finish(
         duration_s=locked.duration_seconds,
     )
     return locked
+
+
+def call_fail_over(*, call_id: int, caller_said: str | None, cause: str) -> Call | None:
+    """Record a call the agent could not go on with: it was handed to the front desk.
+
+    Called after the fact, possibly minutes later when the database is back (voice keeps the
+    write until then), so that nothing the caller said is lost: their last words become a
+    turn, staff get a callback follow-up, and the call is finished as failed. All or nothing,
+    so a retry after a half-done attempt cannot duplicate. A call that had already finished
+    (a status callback or the sweep got there first) keeps its outcome and gets no second
+    follow-up; the caller's words are still kept. ``cause`` is a code, never PHI.
+    """
+    with transaction.atomic():
+        call = Call.objects.select_for_update().filter(pk=call_id).first()
+        if call is None:
+            return None
+        if caller_said:
+            turn_record(call=call, speaker=Turn.Speaker.CALLER, text=caller_said)
+        if not call.finished:
+            followup_open(
+                reason=FollowUp.Reason.CALLBACK_REQUESTED,
+                call=call,
+                priority=FollowUp.Priority.HIGH,
+                summary=(
+                    "The phone agent failed during this call and handed the caller to the "
+                    f"front desk ({cause.replace('_', ' ')}). Check that they were helped."
+                ),
+            )
+            call = call_finish(call=call, outcome=Call.Outcome.FAILED)
+    log.warning("call_failed_over", call_id=call_id, cause=cause, kept_words=bool(caller_said))
+    return call
 
 
 def turn_record(

@@ -10,10 +10,10 @@ out-of-order messages are logged (without PHI), counted and dropped: they never 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from clinic.logs import get_logger
 from intake.conversation import Conversation, prompts
@@ -31,10 +31,16 @@ CLOSE_BAD_SIGNATURE = 4403
 CLOSE_BAD_TOKEN = 4401
 CLOSE_NO_START = 4408
 CLOSE_BAD_FORMAT = 4415
+CLOSE_UNAVAILABLE = 1013  # "try again later": the stream's dependencies are down
 START_TIMEOUT_SECONDS = 10.0
 
 
 class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    # The media stream takes nothing from the channel layer: audio, marks and control stay on
+    # this socket, so a Redis outage or restart can never end a call. Naming a layer alias that
+    # is not configured makes Channels run the consumer without one (get_channel_layer -> None).
+    channel_layer_alias = "media-stream:no-channel-layer"
+
     session: CallSession | None = None
     _start_timer: asyncio.TimerHandle | None = None
     _stopped = False
@@ -91,7 +97,14 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_BAD_FORMAT)
             return
         token = start.custom_parameters.get("token", "")
-        call = await astream_token_redeem(token)
+        try:
+            call = await astream_token_redeem(token, call_sid=start.call_sid)
+        except DatabaseError as exc:
+            # Closing the stream lets Twilio run the <Dial> after it: the caller reaches the
+            # front desk; the call row is finished by the sweep once the database is back.
+            log.error("stream_rejected", reason="database_unavailable", error=type(exc).__name__)
+            await self.close(code=CLOSE_UNAVAILABLE)
+            return
         if call is None or call.call_sid != start.call_sid:
             log.warning("stream_rejected", reason="bad_token", call_sid=start.call_sid)
             await self.close(code=CLOSE_BAD_TOKEN)
@@ -111,9 +124,9 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             settings=SessionSettings(
                 silence_seconds=settings.CALL_SILENCE_SECONDS,
                 max_call_seconds=settings.CALL_MAX_SECONDS,
+                database_retry_seconds=settings.CALL_DATABASE_RETRY_SECONDS,
             ),
         )
-        await self.channel_layer.group_add(f"call.{call.pk}", self.channel_name)
         log.info("stream_started", call_id=call.pk, call_sid=start.call_sid)
         await self.session.start()
 
@@ -138,12 +151,6 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._start_timer.cancel()
         if self.session is not None:
             await self.session.finish("stop" if self._stopped else "socket_lost")
-            await self.channel_layer.group_discard(
-                f"call.{self.session.call_id}", self.channel_name
-            )
-
-    async def call_turn(self, message: dict[str, Any]) -> None:
-        """Live-transcript events are for staff pages; the media stream ignores them."""
 
     def _drop(self, reason: str) -> None:
         metrics.MALFORMED.labels(reason=reason.split(":")[0]).inc()

@@ -42,3 +42,11 @@ MALFORMED = Counter(
     ["reason"],
 )
 ACTIVE_CALLS = Gauge("voice_active_calls", "Calls with an open media stream in this process.")
+DEFERRED_WRITES = Gauge(
+    "voice_deferred_writes",
+    "Database writes of calls waiting for the database to come back (this process).",
+)
+LIVE_EVENTS_DROPPED = Counter(
+    "voice_live_events_dropped_total",
+    "Live-call events not published to the channel layer (unreachable or slow).",
+)

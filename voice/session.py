@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings as django_settings
+from django.db import DatabaseError
+from django.utils import timezone
 
+from clinic.hours import parse_opening_hours
 from clinic.logs import get_logger
 from intake import services as intake_services
 from intake.conversation import (
@@ -40,13 +44,16 @@ from intake.conversation import (
     Say,
     Silence,
     Transfer,
+    prompts,
 )
-from intake.models import Call, FollowUp, Turn
-from voice import metrics
+from intake.models import Call, Turn
+from voice import drain, heartbeat, metrics
 from voice.audio import MulawFramer
+from voice.deferred import deferred_writes
 from voice.stt.base import (
     Final,
     Interim,
+    NothingHeard,
     SpeechStarted,
     SpeechToText,
     SpeechToTextError,
@@ -93,6 +100,13 @@ class SessionSettings:
     max_call_seconds: float = 900.0
     dtmf_gap_seconds: float = 2.5
     keep_alive_seconds: float = 5.0
+    # How long a turn may keep failing on the database before the caller is apologised to
+    # and handed to a person. Short: the caller is waiting in silence (after "one moment").
+    database_retry_seconds: float = 6.0
+    # The silence timer stops while the caller speaks and while their words are decoded; if
+    # the recogniser never reports back, the timer runs again after this long regardless.
+    listening_limit_seconds: float = 45.0
+    live_publish_timeout_seconds: float = 0.5
 
 
 @dataclass
@@ -157,6 +171,7 @@ class CallSession:
         self._finished = asyncio.Event()
         self._closed = False
         self._group = f"call.{call_id}"
+        self._in_turn = False  # the conversation is handling an event (see at_safe_point)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -169,7 +184,9 @@ class CallSession:
             asyncio.create_task(self._converse(), name=f"converse-{self.call_id}"),
             asyncio.create_task(self._play(), name=f"play-{self.call_id}"),
             asyncio.create_task(self._keep_alive(), name=f"keepalive-{self.call_id}"),
+            asyncio.create_task(heartbeat.keep_beating(self), name=f"heartbeat-{self.call_id}"),
         ]
+        drain.register(self)
         self._timers["max"] = loop.call_later(
             self.settings.max_call_seconds, self._queue, CallEnded("max_duration")
         )
@@ -204,15 +221,79 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await engine_close()
         metrics.ACTIVE_CALLS.dec()
-        outcome = await database_sync_to_async(
-            lambda: Call.objects.filter(pk=self.call_id).values_list("outcome", flat=True).first()
-        )()
+        try:
+            outcome = await database_sync_to_async(
+                lambda: (
+                    Call.objects.filter(pk=self.call_id).values_list("outcome", flat=True).first()
+                )
+            )()
+        except DatabaseError:
+            outcome = None  # the deferred writes will record it once the database is back
         metrics.CALLS.labels(outcome=outcome or "unknown").inc()
+        drain.unregister(self)
         self._finished.set()
         log.info("call_session_closed", call_id=self.call_id, reason=reason, outcome=outcome)
 
     async def wait_finished(self) -> None:
         await self._finished.wait()
+
+    # --- hand-over (the process is stopping: voice.drain) ---------------------------------
+
+    @property
+    def ending(self) -> bool:
+        """The line is closing already (goodbye, transfer, hang-up or hand-over under way)."""
+        return self._closed or self._ending is not None
+
+    @property
+    def at_safe_point(self) -> bool:
+        """Nothing in hand: no turn handled or queued, the agent silent, the caller not
+        mid-answer. Handing over here loses nothing and cuts nobody off."""
+        if self.ending:
+            return True
+        return (
+            not self._in_turn
+            and self._events.empty()
+            and self._speech.empty()
+            and not self._agent_speaking()
+            and not self._heard.finals
+        )
+
+    async def hand_over(self, reason: str) -> None:
+        """Give the caller to people now: a short line, then transfer (or callback, closed).
+
+        Called by the drain at a safe point, or when the grace period is over: then the turn
+        in hand is dropped (what it stored stays stored) and playback is cut. The call is
+        finished with a follow-up (:func:`voice.drain.record_hand_over`); the stream closes
+        once the line has been played, as for any transfer, or after a bound should Twilio
+        never echo its mark. Does nothing when the line is closing already.
+        """
+        if self.ending:
+            return
+        line, transfer = drain.handover_plan()
+        self._ending = Transfer() if transfer else HangUp()
+        if len(self._tasks) > 1:
+            self._tasks[1].cancel()  # the conversation takes no further event
+        for name in ("silence", "dtmf"):
+            self._cancel_timer(name)
+        while not self._speech.empty():
+            self._speech.get_nowait()
+        if self._streaming is not None and not self._streaming.done():
+            self._streaming.cancel()
+        if self._pending_marks or self._current is not None:
+            self._pending_marks.clear()
+            await self._send(clear_message(self.stream_sid))
+        log.info("call_hand_over_started", call_id=self.call_id, reason=reason, transfer=transfer)
+        turn_id = await drain.record_hand_over(
+            call_id=self.call_id, line=line, transfer=transfer, reason=reason
+        )
+        self._marks += 1
+        utterance = Utterance(line, turn_id, f"u{self._marks}", requested_at=time.perf_counter())
+        self._speech.put_nowait(utterance)
+        try:
+            await asyncio.wait_for(self._finished.wait(), drain.HANDOVER_PLAY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("call_hand_over_unplayed", call_id=self.call_id)
+            await self._end_line()
 
     # --- inbound from Twilio --------------------------------------------------------------
 
@@ -255,9 +336,11 @@ class CallSession:
                     self._barge_started_at = time.perf_counter()
                     self._heard.started_over_agent = True
                 else:
-                    # Sound that never becomes words (noise, an unrecognised answer) must not
-                    # leave the caller waiting: the silence timer restarts, it is not dropped.
-                    self._arm_silence()
+                    # The caller is talking: no "are you still there?" until the recogniser
+                    # has had its say (a turn, or NothingHeard), however long that takes.
+                    self._listening()
+            elif isinstance(event, NothingHeard):
+                self._nothing_heard()
             elif isinstance(event, Interim):
                 if event.text and self._agent_speaking() and not is_backchannel(event.text):
                     await self._barge_in()
@@ -280,6 +363,7 @@ class CallSession:
         heard, self._heard = self._heard, CallerTurn()
         text = " ".join(heard.finals).strip()
         if not text:
+            self._nothing_heard()
             return
         if heard.started_over_agent and is_backchannel(text):
             return  # "mm-hm" while the agent spoke is not an answer
@@ -309,6 +393,20 @@ class CallSession:
                 await self._update_turn(utterance.turn_id, interrupted=True)
         log.info("barge_in", call_id=self.call_id, utterances=len(interrupted))
 
+    def _listening(self) -> None:
+        """The caller started speaking while the agent was quiet."""
+        self._cancel_timer("silence")
+        if self._ending is None:
+            self._timers["silence"] = asyncio.get_running_loop().call_later(
+                self.settings.listening_limit_seconds, self._arm_silence
+            )
+
+    def _nothing_heard(self) -> None:
+        """Sound that never became words (noise, a cough): the caller still owes an answer,
+        so the silence timer runs again rather than leaving them waiting."""
+        if not self._agent_speaking() and self._ending is None and self._events.empty():
+            self._arm_silence()
+
     def _flush_digits(self) -> None:
         self._cancel_timer("dtmf")
         digits, self._digits = self._digits, ""
@@ -324,21 +422,25 @@ class CallSession:
 
     async def _converse(self) -> None:
         while True:
+            self._in_turn = False
             event = await self._events.get()
             if event is None:
                 return
+            self._in_turn = True
             if self._ending is not None and not isinstance(event, CallEnded):
                 continue
             if isinstance(event, CallerSaid):
                 await self._publish("caller", event.text)
             started = time.perf_counter()
             try:
-                actions = await self.conversation.handle(event)
-            except Exception:
+                actions = await self._handle(event)
+            except Exception as exc:
                 # A failure in one turn must not drop the call: hand it to a person instead.
-                log.exception("conversation_failed", call_id=self.call_id)
-                await database_sync_to_async(self._fail_over)()
-                actions = [Transfer()]
+                if isinstance(exc, DatabaseError):
+                    log.error("conversation_failed", call_id=self.call_id, error="database")
+                else:
+                    log.exception("conversation_failed", call_id=self.call_id)
+                actions = self._fail_over(event, exc)
             understanding = self.conversation.last_understanding
             if isinstance(event, CallerSaid) and understanding is not None:
                 metrics.UNDERSTANDING_TIME.observe(time.perf_counter() - started)
@@ -348,15 +450,56 @@ class CallSession:
                     await self._close("max_duration")
                 return
 
-    def _fail_over(self) -> None:
-        """Record the failure; the transfer that follows hands the caller to a person."""
-        call = Call.objects.get(pk=self.call_id)
-        intake_services.followup_open(
-            reason=FollowUp.Reason.CALLBACK_REQUESTED,
-            call=call,
-            summary="The phone agent failed during this call; check the caller was helped.",
-        )
-        intake_services.call_finish(call=call, outcome=Call.Outcome.FAILED)
+    async def _handle(self, event: Event) -> list[Action]:
+        """The conversation's answer to ``event``, riding out a short database outage.
+
+        Each attempt is one transaction (the conversation's step), so a retry repeats nothing
+        that was stored. The caller hears "one moment" once while the retries go on.
+        """
+        deadline = time.monotonic() + self.settings.database_retry_seconds
+        delay = 0.25
+        told_to_wait = False
+        while True:
+            try:
+                return await self.conversation.handle(event)
+            except DatabaseError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("conversation_retry", call_id=self.call_id, error=type(exc).__name__)
+                if not told_to_wait and not isinstance(event, CallEnded | Silence):
+                    told_to_wait = True
+                    await self._perform([Say(prompts.ONE_MOMENT)])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _fail_over(self, event: Event, error: BaseException) -> list[Action]:
+        """Hand the caller to a person now; record it (and their words) when the database can.
+
+        Needs no database: the apology is spoken from the prompt cache and the record waits
+        in :mod:`voice.deferred` until the database answers again.
+        """
+        said: str | None = None
+        if isinstance(event, CallerSaid):
+            said = event.text
+        elif isinstance(event, KeyPressed):
+            said = f"(keypad) {event.keys}"
+        cause = "database_unavailable" if isinstance(error, DatabaseError) else "agent_error"
+        call_id = self.call_id
+
+        def record() -> None:
+            intake_services.call_fail_over(call_id=call_id, caller_said=said, cause=cause)
+
+        deferred_writes().submit("call_fail_over", call_id, record)
+        if isinstance(event, CallEnded):
+            return []  # the line is already closed
+        if self._front_desk_open():
+            return [Say(prompts.TROUBLE_TRANSFER), Transfer()]
+        return [Say(prompts.TROUBLE_CALLBACK), HangUp()]
+
+    @staticmethod
+    def _front_desk_open() -> bool:
+        hours = parse_opening_hours(django_settings.CLINIC_OPENING_HOURS, django_settings.TIME_ZONE)
+        return bool(django_settings.FRONT_DESK_NUMBER) and hours.is_open(timezone.now())
 
     async def _perform(self, actions: list[Action]) -> None:
         for action in actions:
@@ -376,11 +519,29 @@ class CallSession:
                 await self._end_line()
 
     async def _publish(self, speaker: str, text: str) -> None:
+        """Tell staff pages about the turn: best effort, beside the call, never in its way.
+
+        The call does not wait for the channel layer, and a layer that is down or slow (Redis
+        restarting) costs a dropped live event, counted, never the call.
+        """
         layer = get_channel_layer()
-        if layer is not None:
-            await layer.group_send(
-                self._group, {"type": "call.turn", "speaker": speaker, "text": text}
-            )
+        if layer is None:
+            return
+        message = {"type": "call.turn", "speaker": speaker, "text": text}
+
+        async def publish() -> None:
+            try:
+                await asyncio.wait_for(
+                    layer.group_send(self._group, message),
+                    self.settings.live_publish_timeout_seconds,
+                )
+            except Exception as exc:
+                metrics.LIVE_EVENTS_DROPPED.inc()
+                log.warning("live_event_dropped", call_id=self.call_id, error=type(exc).__name__)
+
+        task = asyncio.create_task(publish())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     # --- the agent's voice ----------------------------------------------------------------
 
@@ -492,4 +653,8 @@ class CallSession:
                     interrupted=interrupted,
                 )
 
-        await database_sync_to_async(update)()
+        try:
+            await database_sync_to_async(update)()
+        except DatabaseError as exc:
+            # Timings and the interrupted flag are not worth holding up the call for.
+            log.warning("turn_timing_not_recorded", call_id=self.call_id, error=type(exc).__name__)

@@ -83,6 +83,18 @@ CLOSED_CALLBACK = (
     "Thank you for calling, and goodbye."
 )
 
+# When the agent itself fails (its database is unreachable, a bug): the caller is never left
+# in silence. Said by the voice session, which needs no database to speak.
+ONE_MOMENT = "One moment, please."
+TROUBLE_TRANSFER = (
+    "I'm sorry, I'm having trouble with our system. I'm putting you through to our front desk now."
+)
+TROUBLE_CALLBACK = (
+    "I'm sorry, I'm having trouble with our system, and our front desk is closed right now. "
+    "They will call you back as soon as they open. If this is an emergency, please hang up and "
+    "dial 9 1 1. Goodbye."
+)
+
 DIDNT_CATCH = "Sorry, I didn't catch that. "
 STILL_THERE = "Are you still there? "
 TOO_MANY_SILENCES = "I haven't been able to hear you. Our front desk will call you back. Goodbye."
@@ -129,6 +141,9 @@ FIXED_PROMPTS = (
     CLOSED_CALLBACK,
     TOO_MANY_SILENCES,
     TOO_MANY_MISSES,
+    ONE_MOMENT,
+    TROUBLE_TRANSFER,
+    TROUBLE_CALLBACK,
     f"{EMERGENCY_GUIDANCE} {STAFF_ALERTED}",
     f"{CRISIS_GUIDANCE} {STAFF_ALERTED}",
     *(CONFIRM_RED_FLAG.format(what=what) for what in RESTATEMENTS),

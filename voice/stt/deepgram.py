@@ -43,6 +43,7 @@ from voice.stt._events import EventStream
 from voice.stt.base import (
     Final,
     Interim,
+    NothingHeard,
     SpeechStarted,
     SpeechToTextError,
     TranscriptEvent,
@@ -385,6 +386,8 @@ class DeepgramSTT:
         if message.speech_final and self._turn_open:
             self._turn_open = False
             self._events.put(UtteranceEnd())
+        elif message.speech_final:
+            self._events.put(NothingHeard())  # speech that came to no words: noise, a cough
 
     async def _maybe_configure(self) -> None:
         socket = self._socket
