@@ -1,11 +1,23 @@
-"""Red-flag screening: emergencies are flagged, denials are not, and doubt flags."""
+"""Red-flag screening: emergencies flagged, denials not, doubt flags; and how sure we are."""
 
 from __future__ import annotations
 
 import pytest
 
 from intake.understanding import RedFlagCategory, screen
-from intake.understanding.triage import CRISIS_GUIDANCE, EMERGENCY_GUIDANCE
+from intake.understanding.triage import (
+    CRISIS_GUIDANCE,
+    EMERGENCY_GUIDANCE,
+    RESTATEMENTS,
+    Evidence,
+    RedFlag,
+    Reply,
+    confirmation_question,
+    confirmation_reply,
+    graver,
+    needs_confirmation,
+    red_flag,
+)
 
 C = RedFlagCategory
 
@@ -128,3 +140,151 @@ def test_contractions_are_read_however_the_recogniser_writes_them(text: str) -> 
     flag = screen(text)
 
     assert flag is not None and flag.category is C.BREATHING
+
+
+# --- how sure: the evidence a flag rests on -------------------------------------------------
+
+E = Evidence
+
+EVIDENCE = [
+    # A phrase said in a sentence: clear.
+    ("I can't breathe", E.PHRASE),
+    ("my chest hurts", E.PHRASE),
+    ("I've had crushing chest pain since this morning", E.PHRASE),
+    ("she's bleeding a lot", E.PHRASE),
+    ("I'm pregnant and I'm bleeding", E.PHRASE),
+    # The whole utterance is the flag phrase: what a grammar-bound recogniser forces noise onto.
+    ("can't breathe", E.BARE),
+    ("Chest pain.", E.BARE),
+    ("um, chest pain", E.BARE),
+    ("heart attack", E.BARE),
+    # One word is all the evidence, alone or in a sentence ("please" heard as "bleeding").
+    ("fainted", E.KEYWORD),
+    ("he fainted this morning", E.KEYWORD),
+    ("I feel suicidal", E.KEYWORD),
+    ("he's choking", E.KEYWORD),
+    ("she's unresponsive", E.KEYWORD),
+    # Two different rules on different words: independent evidence.
+    ("he collapsed and he's unresponsive", E.CORROBORATED),
+    ("she's short of breath and her lips are blue", E.CORROBORATED),
+    ("chest pain, I can't breathe", E.CORROBORATED),
+    # A denied symptom is no evidence; what is left is judged alone.
+    ("no chest pain but I can't breathe", E.PHRASE),
+    ("no chest pain, just fainted", E.KEYWORD),
+]
+
+
+@pytest.mark.parametrize(("text", "evidence"), EVIDENCE)
+def test_a_flag_says_what_it_rests_on(text: str, evidence: Evidence) -> None:
+    flag = screen(text)
+
+    assert flag is not None
+    assert flag.evidence is evidence
+    assert flag.clear is (evidence in (E.PHRASE, E.CORROBORATED))
+
+
+def test_the_same_words_twice_are_not_corroboration() -> None:
+    flag = screen("can't breathe, can't breathe")
+
+    assert flag is not None and flag.evidence is E.BARE
+
+
+@pytest.mark.parametrize(
+    ("confidence", "evidence", "asked"),
+    [
+        (0.95, E.PHRASE, False),  # clear and confident: intake ends at once
+        (0.80, E.PHRASE, False),  # at the threshold counts as confident
+        (0.79, E.PHRASE, True),
+        (0.40, E.CORROBORATED, True),
+        (1.00, E.BARE, True),  # whatever the recogniser's confidence
+        (1.00, E.KEYWORD, True),
+    ],
+)
+def test_a_flag_is_confirmed_when_heard_below_the_threshold_or_uncertain(
+    confidence: float, evidence: Evidence, asked: bool
+) -> None:
+    flag = RedFlag(C.BREATHING, EMERGENCY_GUIDANCE, "cannot breathe", evidence)
+
+    assert needs_confirmation(flag, confidence, threshold=0.8) is asked
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("can't breathe", "you're having trouble breathing"),
+        ("chest pain", "you have chest pain"),
+        ("my husband has chest pain", "someone has chest pain"),
+        ("she fainted", "someone passed out or won't wake up"),
+        ("I feel suicidal", "you're thinking about ending your life or hurting yourself"),
+    ],
+)
+def test_the_question_restates_the_flag_in_plain_words(text: str, question: str) -> None:
+    flag = screen(text)
+
+    assert flag is not None
+    assert confirmation_question(flag) == question
+
+
+def test_every_category_has_a_restatement_for_the_caller_and_for_someone_else() -> None:
+    for category in RedFlagCategory:
+        mine = RedFlag(category, EMERGENCY_GUIDANCE, "rule")
+        theirs = RedFlag(category, EMERGENCY_GUIDANCE, "rule", someone_else=True)
+        assert confirmation_question(mine) in RESTATEMENTS
+        assert confirmation_question(theirs) in RESTATEMENTS
+        assert confirmation_question(theirs).startswith("someone")
+
+
+def test_the_graver_flag_is_the_one_screened_first() -> None:
+    breathing = screen("I can't breathe")
+    chest = screen("my chest hurts")
+    crisis = screen("I want to die")
+    assert breathing is not None and chest is not None and crisis is not None
+
+    assert graver(breathing, chest) is chest
+    assert graver(chest, breathing) is chest
+    assert graver(chest, crisis) is crisis
+
+
+def test_a_stored_flag_is_rebuilt_with_its_guidance() -> None:
+    flag = red_flag("suicidal", "suicide", "keyword", someone_else=False)
+
+    assert flag.category is C.SUICIDAL
+    assert flag.guidance == CRISIS_GUIDANCE
+    assert flag.evidence is E.KEYWORD and not flag.clear
+
+
+# --- the answer to "Did you say ...?" -------------------------------------------------------
+
+R = Reply
+
+REPLIES = [
+    ("no", R.NO),
+    ("No.", R.NO),
+    ("nope", R.NO),
+    ("no no", R.NO),
+    ("no I said please", R.NO),
+    ("No, I didn't say that.", R.NO),
+    ("I didn't", R.NO),
+    ("no, I'm fine, thank you", R.NO),
+    ("that's not what I said, I said Thursday", R.NO),
+    ("yes", R.YES),
+    ("yeah I did", R.YES),
+    ("no, yes, yes", R.YES),
+    ("yes please", R.YES),
+    ("sorry, what?", R.REPEAT),
+    ("can you repeat that", R.REPEAT),
+    # Not a clear no: unclear counts as yes.
+    ("no, my husband does", R.UNCLEAR),
+    ("not me", R.UNCLEAR),
+    ("I'm fine", R.UNCLEAR),
+    ("I don't know", R.UNCLEAR),
+    ("maybe", R.UNCLEAR),
+    ("uh", R.UNCLEAR),
+    ("", R.UNCLEAR),
+    ("no, but it hurts a lot", R.UNCLEAR),
+]
+
+
+@pytest.mark.parametrize(("text", "reply"), REPLIES)
+def test_only_a_clear_no_is_a_no(text: str, reply: Reply) -> None:
+    assert confirmation_reply(text) is reply
