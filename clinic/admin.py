@@ -21,12 +21,13 @@ from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
 from clinic import selectors, services
-from clinic.admin_mixins import NoAddOrDeleteMixin
+from clinic.admin_mixins import NoAddOrDeleteMixin, ReadOnlyMixin
 from clinic.models import (
     WEEKDAYS,
     Appointment,
     AppointmentType,
     AvailabilityRule,
+    OutboxMessage,
     Provider,
     ScheduleConflict,
     Slot,
@@ -444,3 +445,34 @@ class ScheduleConflictAdmin(NoAddOrDeleteMixin, admin.ModelAdmin):  # type: igno
         for conflict in queryset:
             services.conflict_resolve(conflict=conflict, by_user=user)
         self.message_user(request, "Resolved.")
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Background work waiting for the broker (clinic.outbox), for operators: read only.
+
+    Rows hold task names and ids, never patient data. The relay sends what is pending; an
+    old pending row with many attempts means the broker or the task keeps failing.
+    """
+
+    list_display = ("id", "task", "dedupe_key", "created", "dispatched", "attempts", "last_error")
+    list_filter = ("task", ("dispatched_at", admin.EmptyFieldListFilter))
+    search_fields = ("dedupe_key",)
+    fields = (
+        "task",
+        "args",
+        "dedupe_key",
+        "created_at",
+        "available_at",
+        "dispatched_at",
+        "attempts",
+        "last_error",
+    )
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, message: OutboxMessage) -> str:
+        return _local(message.created_at)
+
+    @admin.display(description="Dispatched", ordering="dispatched_at")
+    def dispatched(self, message: OutboxMessage) -> str:
+        return _local(message.dispatched_at)

@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from clinic.encryption import EncryptedTextField
 
@@ -264,3 +265,44 @@ class ScheduleConflict(models.Model):
 
     def __str__(self) -> str:
         return f"Conflict: appointment #{self.appointment_id} ({self.get_cause_display()})"
+
+
+class OutboxMessage(models.Model):
+    """A Celery task to send, written in the same transaction as the change that caused it.
+
+    ``transaction.on_commit(task.delay)`` alone loses the task when the broker is down at
+    commit (or the process dies just after): the change is kept and its side effect is not.
+    A row here commits or rolls back with the change; :mod:`clinic.outbox` publishes it after
+    commit and, failing that, the relay does later. A row may be published more than once (a
+    crash between publish and marking it), so every outbox task is idempotent.
+
+    ``args`` are primary keys only, never PHI (they travel through the broker and its logs).
+    ``last_error`` is an exception class name, never a message (messages can quote data).
+    """
+
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list, help_text="Primary keys only, never patient data.")
+    dedupe_key = models.CharField(
+        max_length=200, unique=True, help_text="One row per logical message, e.g. an appointment."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Not before: set ahead while a dispatcher has the row (a lease) and after a failure (a
+    # back-off), so that the relay neither races the on-commit dispatch nor hammers a dead broker.
+    available_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The relay reads only what is still to be sent, oldest due first.
+            models.Index(
+                fields=["available_at"],
+                condition=Q(dispatched_at__isnull=True),
+                name="outbox_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Outbox #{self.pk} {self.task}"

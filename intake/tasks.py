@@ -31,9 +31,10 @@ def purge_old_transcripts() -> dict[str, int]:
     retry_backoff=True,
     max_retries=5,
 )
-def send_confirmation(call_id: int) -> str:
-    """Confirm the appointment booked on a call. Idempotent: one message per appointment."""
-    from intake.confirmations import confirmation_for_call
+def send_confirmation(appointment_id: int) -> str:
+    """Confirm one booking. Queued through the outbox (``intake.confirmations``), which may
+    deliver it twice; the task locks the Confirmation row and sends only while it is pending,
+    so the patient gets one message. Returns the confirmation's status, never its content."""
+    from intake.confirmations import confirmation_send
 
-    confirmation = confirmation_for_call(call_id=call_id)
-    return confirmation.status if confirmation else "no appointment"
+    return str(confirmation_send(appointment_id=appointment_id).status)

@@ -20,11 +20,10 @@ from clinic import selectors as calendar
 from clinic import services as scheduling
 from clinic.hours import parse_opening_hours
 from clinic.models import Appointment, AppointmentType, Provider, Slot
-from intake import selectors, services
+from intake import confirmations, selectors, services
 from intake.conversation.speakable import spoken_day
 from intake.conversation.state import ConversationState, Offer
 from intake.models import Call, Coverage, FollowUp, Patient
-from intake.tasks import send_confirmation
 from intake.understanding.types import ANY_PROVIDER, SELF_PAY, Address
 
 
@@ -234,10 +233,26 @@ class FrontDesk:
         state.chosen_slot_id, state.hold_token = None, ""
 
     def book(self) -> Appointment:
-        """Book the held slot (raises ``SlotTaken`` if the hold was lost to someone else)."""
+        """Book the held slot (raises ``SlotTaken`` if the hold was lost to someone else).
+
+        The appointment, the call's link to it and its queued confirmation (a pending row and
+        an outbox message) commit together or not at all, so a booking is never without its
+        confirmation, whether or not the broker is up.
+        """
         state = self.state
         kind = self.appointment_type()
         assert kind is not None and state.chosen_slot_id is not None
+        with transaction.atomic():
+            appointment = self._book(kind)
+            services.call_update(call=self.call, appointment=appointment)
+            confirmations.confirmation_queue(appointment_id=appointment.pk, call_id=self.call.pk)
+        state.appointment_id = appointment.pk
+        state.hold_token = ""
+        return appointment
+
+    def _book(self, kind: AppointmentType) -> Appointment:
+        state = self.state
+        assert state.chosen_slot_id is not None
         if state.existing_appointment_id:
             existing = Appointment.objects.get(pk=state.existing_appointment_id)
             appointment = scheduling.appointment_reschedule(
@@ -252,15 +267,7 @@ class FrontDesk:
                 source=Appointment.Source.PHONE,
                 hold_token=state.hold_token,
             )
-        state.appointment_id = appointment.pk
-        state.hold_token = ""
-        services.call_update(call=self.call, appointment=appointment)
-        self._queue_confirmation()
         return appointment
-
-    def _queue_confirmation(self) -> None:
-        call_id = self.call.pk
-        transaction.on_commit(lambda: send_confirmation.delay(call_id))
 
     def upcoming_appointment(self) -> Appointment | None:
         if self.state.patient_id is None:
