@@ -65,7 +65,6 @@ OWN_PREFIXES = (
     "CIRCUIT_",
     "DRAIN_",
     "OUTBOX_",
-    "OUTBOX_",
     "RED_FLAG_",
 )
 KNOWN_VARIABLES = frozenset(
@@ -115,8 +114,6 @@ KNOWN_VARIABLES = frozenset(
         "OPENAI_MODEL",
         "EMAIL_URL",
         "DEFAULT_FROM_EMAIL",
-        "OUTBOX_PUBLISH_TIMEOUT_SECONDS",
-        "OUTBOX_RELAY_SECONDS",
         "OUTBOX_PUBLISH_TIMEOUT_SECONDS",
         "OUTBOX_RELAY_SECONDS",
     }
@@ -181,10 +178,6 @@ class Config:
     call_heartbeat_seconds: float = 10.0
     call_stale_seconds: float = 30.0
     call_sweep_seconds: float = 10.0
-    # Celery work in the transactional outbox (clinic.outbox): how long a publish may wait for
-    # the broker, and how often the relay sends what is left.
-    outbox_publish_timeout_seconds: float = 1.0
-    outbox_relay_seconds: float = 15.0
     # Celery work in the transactional outbox (clinic.outbox): how long a publish may wait for
     # the broker, and how often the relay sends what is left.
     outbox_publish_timeout_seconds: float = 1.0
@@ -508,10 +501,6 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         openai_model=reader.text("OPENAI_MODEL", "gpt-4o-mini"),
         email=email,
         default_from_email=reader.text("DEFAULT_FROM_EMAIL", "appointments@clinic.example"),
-        outbox_publish_timeout_seconds=reader.number(
-            "OUTBOX_PUBLISH_TIMEOUT_SECONDS", 1.0, minimum=0.1
-        ),
-        outbox_relay_seconds=reader.number("OUTBOX_RELAY_SECONDS", 15.0, minimum=1.0),
         outbox_publish_timeout_seconds=reader.number(
             "OUTBOX_PUBLISH_TIMEOUT_SECONDS", 1.0, minimum=0.1
         ),

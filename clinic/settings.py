@@ -196,19 +196,6 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 OUTBOX_PUBLISH_TIMEOUT_SECONDS = CONFIG.outbox_publish_timeout_seconds
 OUTBOX_RELAY_SECONDS = CONFIG.outbox_relay_seconds
-# A publish (.delay(), send_task) waits for the broker this long, retried once, never kombu's
-# defaults (4 s, retried for the whole of it, then 3 publish retries). Work that must not be
-# lost goes through the outbox (clinic.outbox), which has its own shorter, unretried timeout
-# and leaves what the broker did not take to its relay (every OUTBOX_RELAY_SECONDS).
-CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT
-CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 1,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.2,
-}
-OUTBOX_PUBLISH_TIMEOUT_SECONDS = CONFIG.outbox_publish_timeout_seconds
-OUTBOX_RELAY_SECONDS = CONFIG.outbox_relay_seconds
 CELERY_TIMEZONE = "UTC"
 # Periodic jobs are declared by the apps that own them, in each app's `schedule.py`.
 CELERY_BEAT_SCHEDULE = {
@@ -216,9 +203,6 @@ CELERY_BEAT_SCHEDULE = {
     **intake_schedule.BEAT_SCHEDULE,
     **voice_schedule.BEAT_SCHEDULE,
 }
-CELERY_BEAT_SCHEDULE[clinic_schedule.OUTBOX_RELAY] = clinic_schedule.outbox_relay_entry(
-    OUTBOX_RELAY_SECONDS
-)
 CELERY_BEAT_SCHEDULE[clinic_schedule.OUTBOX_RELAY] = clinic_schedule.outbox_relay_entry(
     OUTBOX_RELAY_SECONDS
 )
