@@ -13,6 +13,7 @@ from tests.voice.signals import feed, frames_of, join, quiet, voiced
 from voice.stt import stt_from_settings
 from voice.stt.base import Final, Interim, SpeechStarted, SpeechToTextError, UtteranceEnd
 from voice.stt.deepgram import DeepgramSTT, DeepgramSttOptions, deepgram_environment
+from voice.stt.fallback import StartFallbackSTT
 
 FAST_RETRY = DeepgramSttOptions(reconnect_backoff_s=0.01, max_reconnect_attempts=2)
 
@@ -187,8 +188,9 @@ async def test_the_factory_builds_deepgram_from_settings(deepgram: FakeDeepgram)
         DEEPGRAM_BASE_URL=deepgram.base_url,
     ):
         stt = stt_from_settings(call_id="call-1")
-    assert isinstance(stt, DeepgramSTT)
+    assert isinstance(stt, StartFallbackSTT) and isinstance(stt.primary, DeepgramSTT)
     await stt.start()
+    assert stt.active is stt.primary
     async with collecting(stt) as got:
         await feed(stt, utterance(), speedup=10)
         await got.wait_for(1)

@@ -6,6 +6,7 @@ only ever needs the one its settings choose.
 
 from __future__ import annotations
 
+from clinic.logs import get_logger
 from voice.stt.base import (
     Final,
     Interim,
@@ -26,22 +27,45 @@ __all__ = [
     "TranscriptEvent",
     "NothingHeard",
     "UtteranceEnd",
+    "offline_stt_from_settings",
     "stt_from_settings",
 ]
 
+log = get_logger(__name__)
+
 
 def stt_from_settings(*, call_id: str = "") -> SpeechToText:
-    """A new recogniser for one call, of the kind ``STT_PROVIDER`` names."""
+    """A new recogniser for one call, of the kind ``STT_PROVIDER`` names.
+
+    With ``STT_PROVIDER=deepgram`` the call gets Deepgram, falling back to the offline
+    recogniser if Deepgram cannot be reached when the call starts; while the process's
+    ``deepgram_stt`` circuit breaker is open (Deepgram kept failing), the call gets the
+    offline recogniser from the outset.
+    """
     from django.conf import settings
 
     if settings.STT_PROVIDER == "deepgram":
-        from voice.stt.deepgram import DeepgramSTT
+        from clinic.circuit import circuit_breaker
+        from voice.stt.deepgram import CIRCUIT, DeepgramSTT
+        from voice.stt.fallback import StartFallbackSTT
 
-        return DeepgramSTT(
-            api_key=settings.DEEPGRAM_API_KEY,
-            base_url=settings.DEEPGRAM_BASE_URL,
-            call_id=call_id,
-        )
+        attempt = circuit_breaker(CIRCUIT).attempt()
+        if attempt is not None:
+            deepgram = DeepgramSTT(
+                api_key=settings.DEEPGRAM_API_KEY,
+                base_url=settings.DEEPGRAM_BASE_URL,
+                call_id=call_id,
+                attempt=attempt,
+            )
+            return StartFallbackSTT(
+                deepgram, lambda: offline_stt_from_settings(call_id=call_id), call_id=call_id
+            )
+        log.info("stt_provider_skipped", call_id=call_id, provider=CIRCUIT, reason="circuit_open")
+    return offline_stt_from_settings(call_id=call_id)
+
+
+def offline_stt_from_settings(*, call_id: str = "") -> SpeechToText:
+    """The embedded recogniser (no keys, no network): the default, and the hosted one's fallback."""
     from voice.stt.pocketsphinx_stt import PocketSphinxSTT
 
     return PocketSphinxSTT(call_id=call_id)

@@ -12,6 +12,16 @@ audio it covers, and everything before that point is dropped from the buffer.
 
 Hints become Nova-3 key terms: ``keyterm`` query parameters when the socket opens, and a
 ``Configure`` message when they change mid-call (no reconnect needed).
+
+Given an :class:`clinic.circuit.Attempt` of the process's ``deepgram_stt`` breaker, the call
+reports how Deepgram did: connecting at the start (or any reconnect) is the service answering;
+giving up, at the start or mid-call once the reconnects are spent, is a failure. While the
+breaker is open, :func:`voice.stt.stt_from_settings` gives new calls the offline recogniser.
+
+Timeouts: the WebSocket handshake (TCP, TLS, upgrade) is bounded by ``connect_timeout_s`` and
+closing by ``close_timeout_s``. A socket that goes quiet mid-call is found by the websockets
+library's keep-alive pings (every 20 s, 20 s to answer; the SDK does not let them be set) and
+by Deepgram closing a stream that gets no audio for 10 s.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from deepgram.listen.v1 import (
 )
 from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 
+from clinic.circuit import Attempt
 from clinic.logs import get_logger
 from voice.audio import TWILIO_RATE
 from voice.stt._events import EventStream
@@ -54,6 +65,8 @@ from voice.stt.base import (
 log = get_logger(__name__)
 
 PRODUCTION_HTTP = DeepgramClientEnvironment.PRODUCTION.base
+CIRCUIT = "deepgram_stt"
+"""This provider's name for its circuit breaker and the breaker gauge."""
 _REPLAY_CHUNK = 3200  # 400 ms per message when re-sending buffered audio
 
 
@@ -95,6 +108,10 @@ class DeepgramSttOptions:
     max_reconnects_per_call: int = 20
     """A socket that keeps dropping is not worth chasing for the rest of the call."""
     connect_timeout_s: float = 5.0
+    """One WebSocket handshake (TCP, TLS, HTTP upgrade)."""
+    start_timeout_s: float = 5.0
+    """All of connecting at the start of a call, retries included: the caller is waiting for
+    the greeting, and the offline recogniser can take the call instead."""
     close_timeout_s: float = 3.0
     max_replay_s: float = 60.0
     """Upper bound on the replay buffer; older audio is dropped (and logged) beyond it."""
@@ -110,8 +127,12 @@ class DeepgramSTT:
         base_url: str = "",
         options: DeepgramSttOptions | None = None,
         call_id: str = "",
+        attempt: Attempt | None = None,
     ) -> None:
+        """``attempt``: this call's permission from the ``deepgram_stt`` breaker, on which the
+        outcome of connecting is reported (none: nothing is reported)."""
         self.options = options or DeepgramSttOptions()
+        self._attempt = attempt
         self._api_key = api_key
         self._environment = deepgram_environment(base_url)
         self._call_id = call_id
@@ -148,7 +169,12 @@ class DeepgramSTT:
             raise RuntimeError("start() was already called")
         self._hints = normalise_hints(hints)
         self._client = AsyncDeepgramClient(api_key=self._api_key, environment=self._environment)
-        await self._connect_with_retries()
+        try:
+            async with asyncio.timeout(self.options.start_timeout_s):
+                await self._connect_with_retries()
+        except (SpeechToTextError, TimeoutError):
+            self._report_failure()
+            raise SpeechToTextError("deepgram_unavailable") from None
         self._supervisor = asyncio.create_task(self._supervise(), name="deepgram-stt")
 
     async def send(self, mulaw_8k: bytes) -> None:
@@ -207,6 +233,8 @@ class DeepgramSTT:
                     await self._supervisor
         await self._disconnect()
         self._events.finish()
+        if self._attempt is not None:
+            self._attempt.abandoned()  # closed before connecting: no verdict (else a no-op)
         log.info(
             "stt_closed",
             call_id=self._call_id,
@@ -218,6 +246,16 @@ class DeepgramSTT:
         )
 
     # --- connection management -----------------------------------------------------------
+
+    def _report_failure(self) -> None:
+        attempt = self._attempt
+        if attempt is None:
+            return
+        if attempt.reported:
+            attempt.breaker.record_failure()  # mid-call, after connecting had succeeded
+        else:
+            attempt.failed()
+        log.warning("stt_gave_up", call_id=self._call_id, engine="deepgram")
 
     async def _supervise(self) -> None:
         try:
@@ -236,6 +274,7 @@ class DeepgramSTT:
                 )
                 await self._connect_with_retries()
         except SpeechToTextError as exc:
+            self._report_failure()  # reconnects spent: Deepgram failed this call
             self._events.fail(exc)
         except Exception:
             log.exception("stt_supervisor_crashed", call_id=self._call_id)
@@ -301,6 +340,10 @@ class DeepgramSTT:
                 await asyncio.wait_for(stack.aclose(), options.close_timeout_s)
             raise
         self.connections += 1
+        if self._attempt is not None:
+            self._attempt.succeeded()  # the first connection reports; later ones count too
+            if self.connections > 1:
+                self._attempt.breaker.record_success()
         log.info(
             "stt_connected",
             call_id=self._call_id,
