@@ -156,9 +156,10 @@ def _open_conflict(
         appointment_id=appointment.pk,
         cause=str(cause),
     )
-    transaction.on_commit(
-        lambda: schedule_conflict_opened.send(sender=ScheduleConflict, conflict=conflict)
-    )
+    # Sent inside this transaction, not after commit: the receivers' writes (intake's follow-up
+    # for staff) then commit with the conflict or not at all. After commit, a process that died
+    # or a database error in between left a conflict that nobody was asked to act on.
+    schedule_conflict_opened.send(sender=ScheduleConflict, conflict=conflict)
     return conflict
 
 
@@ -174,7 +175,7 @@ def slots_generate(
     Idempotent: a second run changes nothing. Free slots are created, moved to blocked under
     time off, and deleted when no rule calls for them any more. A booked slot is never deleted
     or moved: if time off or an edited rule no longer allows it, a ScheduleConflict is opened
-    for staff (and the ``schedule_conflict_opened`` signal sent after commit).
+    for staff (and the ``schedule_conflict_opened`` signal sent in the same transaction).
     """
     now = now or timezone.now()
     horizon = horizon_days or settings.SLOT_HORIZON_DAYS

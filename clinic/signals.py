@@ -2,7 +2,8 @@
 
 from django.dispatch import Signal
 
-# Sent after commit when a booked appointment no longer fits the schedule (time off or
-# edited hours). Keyword argument: ``conflict`` (a ScheduleConflict). Intake opens a
-# follow-up for staff on it; the calendar itself never moves or cancels the booking.
+# Sent when a booked appointment no longer fits the schedule (time off or edited hours),
+# inside the transaction that opens the conflict, so that what receivers write commits with
+# it. Keyword argument: ``conflict`` (a ScheduleConflict). Intake opens a follow-up for staff
+# on it; the calendar itself never moves or cancels the booking.
 schedule_conflict_opened = Signal()
