@@ -20,7 +20,8 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from django.db import connections, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
@@ -293,3 +294,19 @@ def test_purge_deletes_old_dispatched_rows_only(provider: Provider) -> None:
         "recent-sent",
         "old-waiting",
     }
+
+
+def test_operators_read_the_outbox_in_the_admin_and_cannot_edit_it(
+    provider: Provider, admin_client: Client, on_redis: ThrowawayRedis
+) -> None:
+    on_redis.stop()
+    message = enqueue_generate(provider, key="confirmation:41")
+
+    listing = admin_client.get(reverse("admin:clinic_outboxmessage_changelist"))
+    detail = admin_client.get(reverse("admin:clinic_outboxmessage_change", args=[message.pk]))
+    adding = admin_client.get(reverse("admin:clinic_outboxmessage_add"))
+
+    assert listing.status_code == 200
+    assert "confirmation:41" in listing.text and "kombu.exceptions.OperationalError" in listing.text
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content
+    assert adding.status_code == 403
