@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# The hosted providers' circuit breakers (provider_circuit_state, 0 closed / 1 half-open /
+# 2 open, and provider_circuit_short_circuits_total) are defined where intake can use them
+# too; imported here so that /metrics lists them from start-up.
+from clinic.circuit import CIRCUIT_STATE as CIRCUIT_STATE
+from clinic.circuit import SHORT_CIRCUITS as SHORT_CIRCUITS
+
 # Latencies a caller feels are sub-second; the buckets resolve 25 ms steps there.
 _BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 

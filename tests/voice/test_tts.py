@@ -457,3 +457,15 @@ async def test_the_factory_shares_the_process_breaker_between_calls(deepgram: Fa
         assert second_call.name == "espeak"
     finally:
         reset_breakers()
+
+
+async def test_closing_the_fallback_stream_stops_the_engine_at_once(deepgram: FakeDeepgram) -> None:
+    breaker = CircuitBreaker("test_tts_close", BreakerSettings(1, 60))
+    deepgram.fail_speak(mode="status")
+    tts = call_tts(deepgram, breaker)
+    stream = tts.synthesize(" ".join([GREETING] * 30))  # Aura fails, espeak-ng speaks
+    await anext(stream)
+    assert espeak_children()
+    await stream.aclose()  # the session stops iterating on barge-in and closes the stream
+    assert espeak_children() == []  # killed now, not whenever the generator is collected
+    await tts.aclose()

@@ -19,6 +19,7 @@ primary answering; one cancelled before any audio came is no verdict.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncGenerator
 
@@ -93,9 +94,12 @@ class FallbackTTS:
         if self.active is self.primary:
             played = 0
             try:
-                async for chunk in self.primary.synthesize(text):
-                    played += len(chunk)
-                    yield chunk
+                # aclosing: when this generator is closed (barge-in), the engine's is closed
+                # now, not left to the garbage collector with its HTTP stream or subprocess.
+                async with contextlib.aclosing(self.primary.synthesize(text)) as stream:
+                    async for chunk in stream:
+                        played += len(chunk)
+                        yield chunk
                 if attempt is not None:
                     attempt.succeeded()
                 return
@@ -122,8 +126,9 @@ class FallbackTTS:
                         attempt.succeeded()
                     else:
                         attempt.abandoned()
-        async for chunk in self.secondary.synthesize(remaining):
-            yield chunk
+        async with contextlib.aclosing(self.secondary.synthesize(remaining)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     async def aclose(self) -> None:
         await self.primary.aclose()
