@@ -19,6 +19,7 @@ from datetime import timedelta
 import pytest
 import redis
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections, transaction
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -26,6 +27,8 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from clinic import outbox
+from clinic.celery import app as celery_app
+from clinic.config import ConfigError, load_config
 from clinic.demo import load_demo_calendar
 from clinic.models import OutboxMessage, Provider, Slot
 from clinic.outbox import OutboxError, outbox_enqueue, outbox_purge, outbox_relay
@@ -310,3 +313,31 @@ def test_operators_read_the_outbox_in_the_admin_and_cannot_edit_it(
     assert "confirmation:41" in listing.text and "kombu.exceptions.OperationalError" in listing.text
     assert detail.status_code == 200 and b'name="_save"' not in detail.content
     assert adding.status_code == 403
+
+
+def test_beat_runs_the_relay_at_the_configured_interval(provider: Provider, eager: None) -> None:
+    every = settings.OUTBOX_RELAY_SECONDS
+    entry = settings.CELERY_BEAT_SCHEDULE["clinic-outbox-relay"]
+    assert (entry["task"], entry["schedule"]) == ("clinic.outbox_relay", every)
+    assert entry["options"]["expires"] == every  # a late run is dropped, not piled up
+    OutboxMessage.objects.create(task=GENERATE, dedupe_key="left-behind")
+
+    celery_app.loader.import_default_modules()
+    result = celery_app.tasks["clinic.outbox_relay"].apply().get()
+
+    assert result == {"dispatched": 1, "failed": 0, "pending": 0}
+    assert Slot.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("OUTBOX_PUBLISH_TIMEOUT_SECONDS", "0", "must be at least 0.1"),
+        ("OUTBOX_RELAY_SECONDS", "soon", "expected a number"),
+        ("OUTBOX_RELAY_SECOND", "15", "unknown setting"),
+    ],
+)
+def test_outbox_settings_are_validated_at_start(variable: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config({variable: value})
+    assert str(refused.value).startswith(f"{variable}: {problem}")
