@@ -10,7 +10,9 @@ out-of-order messages are logged (without PHI), counted and dropped: they never 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -45,6 +47,19 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     _start_timer: asyncio.TimerHandle | None = None
     _stopped = False
     _call_sid = ""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its per-message ``close_old_connections``.
+
+        Channels runs that in the process's single thread for synchronous work before every
+        message, which for a media stream is 50 thread hops a second per call, queued with
+        every call's database work. This consumer touches the database only through
+        ``database_sync_to_async``, which closes stale connections itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         if not valid_websocket_signature(self.scope):
