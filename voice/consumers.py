@@ -24,7 +24,7 @@ from voice.session import CallSession, SessionSettings
 from voice.signatures import valid_websocket_signature
 from voice.stt import stt_from_settings
 from voice.tokens import astream_token_redeem
-from voice.tts import PromptCache, tts_from_settings
+from voice.tts import PromptCache, prompt_engine_from_settings, tts_from_settings
 from voice.twilio_wire import Connected, Dtmf, MalformedMessage, Mark, Media, Start, Stop, parse
 
 log = get_logger(__name__)
@@ -184,7 +184,7 @@ def prompt_cache() -> PromptCache:
     if _PROMPT_CACHE is None:
         _PROMPT_CACHE = PromptCache()
         texts = [prompts.GREETING.format(clinic=settings.CLINIC_NAME), *prompts.FIXED_PROMPTS]
-        task = asyncio.create_task(_PROMPT_CACHE.warm(texts, tts_from_settings()))
+        task = asyncio.create_task(_PROMPT_CACHE.warm(texts, prompt_engine_from_settings()))
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
     return _PROMPT_CACHE

@@ -177,10 +177,19 @@ class CallSession:
 
     async def start(self, hints: list[str] | None = None) -> None:
         metrics.ACTIVE_CALLS.inc()
-        await self.stt.start(hints or [])
+        try:
+            await self.stt.start(hints or [])
+            listening = True
+        except SpeechToTextError as exc:
+            # No recogniser at all (the hosted one and the offline fallback both failed):
+            # nobody can hear the caller, so they go straight to a person, as mid-call.
+            log.error("stt_unavailable", call_id=self.call_id, error=str(exc))
+            listening = False
         loop = asyncio.get_running_loop()
         self._tasks = [
-            asyncio.create_task(self._listen(), name=f"listen-{self.call_id}"),
+            asyncio.create_task(
+                self._listen() if listening else asyncio.sleep(0), name=f"listen-{self.call_id}"
+            ),
             asyncio.create_task(self._converse(), name=f"converse-{self.call_id}"),
             asyncio.create_task(self._play(), name=f"play-{self.call_id}"),
             asyncio.create_task(self._keep_alive(), name=f"keepalive-{self.call_id}"),
@@ -190,7 +199,7 @@ class CallSession:
         self._timers["max"] = loop.call_later(
             self.settings.max_call_seconds, self._queue, CallEnded("max_duration")
         )
-        self._queue(CallStarted())
+        self._queue(CallStarted() if listening else KeyPressed("0"))
 
     async def finish(self, reason: str) -> None:
         """The stream stopped or the socket was lost: end the call and release everything."""

@@ -10,6 +10,7 @@ __all__ = [
     "PromptCache",
     "TextToSpeech",
     "TextToSpeechError",
+    "prompt_engine_from_settings",
     "tts_from_settings",
 ]
 
@@ -39,3 +40,27 @@ def tts_from_settings(*, cache: PromptCache | None = None, call_id: str = "") ->
         )
         engine = FallbackTTS(aura, engine, call_id=call_id, breaker=circuit_breaker(CIRCUIT))
     return CachedTTS(engine, cache) if cache is not None else engine
+
+
+def prompt_engine_from_settings() -> TextToSpeech:
+    """The engine that synthesises the fixed prompts cached for every call: the configured
+    voice itself, without its fallback.
+
+    Warming through the fallback would cache espeak-ng's audio for the life of the process
+    whenever Aura happened to be down at start-up, and the agent would then speak in two
+    voices. A prompt the primary cannot synthesise is left out of the cache and spoken live,
+    through the fallback, like any other sentence.
+    """
+    from django.conf import settings
+
+    from voice.tts.espeak import EspeakTTS
+
+    if settings.TTS_PROVIDER == "deepgram":
+        from voice.tts.deepgram_aura import DeepgramAuraTTS, shared_http_client
+
+        return DeepgramAuraTTS(
+            api_key=settings.DEEPGRAM_API_KEY,
+            base_url=settings.DEEPGRAM_BASE_URL,
+            client=shared_http_client(),
+        )
+    return EspeakTTS()

@@ -12,6 +12,7 @@ misses through without storing them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Iterable
 
 from clinic.logs import get_logger
@@ -117,8 +118,11 @@ class CachedTTS:
     async def synthesize(self, text: str) -> AsyncGenerator[bytes, None]:
         audio = self.cache.get(text)
         if audio is None:
-            async for chunk in self.inner.synthesize(text):
-                yield chunk
+            # aclosing: a barge-in that stops this generator also stops the engine's stream
+            # at once, instead of leaving it (and an espeak-ng process) to the collector.
+            async with contextlib.aclosing(self.inner.synthesize(text)) as stream:
+                async for chunk in stream:
+                    yield chunk
             return
         self.hits += 1
         for start in range(0, len(audio), _SERVE_CHUNK):
