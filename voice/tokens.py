@@ -11,8 +11,11 @@ which comes back in the stream's ``start`` message. The token is:
 - **short-lived**: Twilio opens the stream within a second or two of our answer, so 30 seconds
   is plenty, and a leaked token soon becomes useless;
 - **single-use across processes**: it names a :class:`~voice.models.StreamGrant` row, which one
-  conditional UPDATE (``used_at IS NULL`` -> now) claims; on PostgreSQL a concurrent second
-  UPDATE re-checks the condition after the first commits and claims nothing.
+  conditional UPDATE (``used_at IS NULL`` and the ``start``'s CallSid -> now) claims; on
+  PostgreSQL a concurrent second UPDATE re-checks the condition after the first commits and
+  claims nothing;
+- **one per call**: a call may have been handed several tokens (a replayed answer), but the
+  database lets only one of its grants be used, so at most one stream ever attaches to a call.
 
 It carries the CallSid and a random nonce, never the caller's number. Redeeming never raises
 on bad input; it returns ``None`` and logs a reason code.
@@ -26,6 +29,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.core import signing
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from clinic.logs import get_logger
@@ -43,10 +47,12 @@ MAX_TOKEN_CHARS = 512
 def stream_token_issue(call: Call) -> str:
     """A new token that lets one media stream attach to ``call``, once, for a short while.
 
-    Each call of this makes a new grant (a webhook retried by Twilio gets a fresh token; the
-    older one simply expires unused).
+    Each call of this makes a new grant (a webhook fetched again gets a fresh token), but only
+    one grant per call can ever be used: see :class:`~voice.models.StreamGrant`.
     """
-    grant = StreamGrant.objects.create(call=call, nonce=secrets.token_urlsafe(24))
+    grant = StreamGrant.objects.create(
+        call=call, call_sid=call.call_sid, nonce=secrets.token_urlsafe(24)
+    )
     token = _signer().sign_object({"sid": call.call_sid, "nonce": grant.nonce})
     log.info("stream_token_issued", call_id=call.pk, grant_id=grant.pk)
     return token
@@ -55,33 +61,43 @@ def stream_token_issue(call: Call) -> str:
 def stream_token_redeem(
     token: object,
     *,
+    call_sid: str,
     max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-    call_sid: str | None = None,
 ) -> Call | None:
-    """The Call the token was issued for, claiming the token; ``None`` if it is not good.
+    """Attach a stream to the call the token was issued for; ``None`` if it may not attach.
 
-    Not good: not a string, not signed by us under this salt, older than
-    ``max_age_seconds``, unknown, already redeemed, or (when ``call_sid`` is given) issued
-    for another call. A mismatch is checked before the token is claimed.
+    ``call_sid`` is the CallSid of the stream's ``start`` message; it is required so that no
+    caller can forget it. Refused: not a string, not signed by us under this salt, older than
+    ``max_age_seconds``, issued for another CallSid, unknown, already redeemed, or another
+    stream already attached to the call with another of its tokens.
+
+    The claim is one conditional UPDATE of the grant's own row: unused, and for this CallSid.
+    A refusal for any reason leaves the token as it was, so a ``start`` with the wrong CallSid
+    cannot burn the real call's token. The partial unique index on used grants turns a second
+    attach to the same call into an IntegrityError, caught here in its own savepoint (on
+    PostgreSQL the transaction is otherwise aborted).
     """
     payload = _unsign(token, max_age_seconds=max_age_seconds)
     if payload is None:
         return None
     sid, nonce = payload
+    if not isinstance(call_sid, str) or call_sid != sid:
+        log.warning("stream_token_refused", reason="other_call")
+        return None
+    try:
+        with transaction.atomic():
+            # One row, no join: a concurrent UPDATE of the same grant re-evaluates exactly
+            # this condition after the first commits, and claims nothing.
+            claimed = StreamGrant.objects.filter(
+                nonce=nonce, call_sid=sid, used_at__isnull=True
+            ).update(used_at=timezone.now())
+    except IntegrityError:
+        log.warning("stream_token_refused", reason="call_already_attached")
+        return None
     grant = StreamGrant.objects.select_related("call").filter(nonce=nonce).first()
-    if grant is None or grant.call.call_sid != sid:
-        log.warning("stream_token_refused", reason="unknown_grant")
-        return None
-    if call_sid is not None and call_sid != sid:
-        log.warning("stream_token_refused", reason="other_call", call_id=grant.call_id)
-        return None
-    # Filter on the grant's own row only, so that a concurrent UPDATE re-evaluates exactly
-    # this condition after the first one commits (no join or subquery to go stale).
-    claimed = StreamGrant.objects.filter(pk=grant.pk, used_at__isnull=True).update(
-        used_at=timezone.now()
-    )
-    if claimed != 1:
-        log.warning("stream_token_refused", reason="already_used", call_id=grant.call_id)
+    if claimed != 1 or grant is None:
+        reason = "unknown_grant" if grant is None or grant.call_sid != sid else "already_used"
+        log.warning("stream_token_refused", reason=reason, grant_id=grant.pk if grant else None)
         return None
     log.info("stream_token_redeemed", call_id=grant.call_id, grant_id=grant.pk)
     return grant.call
@@ -90,12 +106,12 @@ def stream_token_redeem(
 async def astream_token_redeem(
     token: object,
     *,
+    call_sid: str,
     max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
-    call_sid: str | None = None,
 ) -> Call | None:
     """:func:`stream_token_redeem` for the consumer: runs in a thread with a fresh connection."""
     call: Call | None = await database_sync_to_async(stream_token_redeem)(
-        token, max_age_seconds=max_age_seconds, call_sid=call_sid
+        token, call_sid=call_sid, max_age_seconds=max_age_seconds
     )
     return call
 

@@ -141,18 +141,45 @@ def test_a_replayed_answer_returns_the_same_call_and_a_fresh_token() -> None:
 
     assert Call.objects.count() == 1
     assert stream_token(first) != stream_token(again)
-    assert tokens.stream_token_redeem(stream_token(again)) == Call.objects.get()
+    sid = params["CallSid"]
+    assert tokens.stream_token_redeem(stream_token(again), call_sid=sid) == Call.objects.get()
+
+
+def test_a_replayed_answer_before_the_stream_attaches_cannot_attach_a_second_stream() -> None:
+    params = answer_params()
+    sid = params["CallSid"]
+    first = twiml_of(signed_post("/voice/answer", params))
+    replayed = twiml_of(signed_post("/voice/answer", params))
+
+    # Twilio's stream attaches with the token it was given; the replay's token is then useless,
+    # and so is the first token once it has been used.
+    assert tokens.stream_token_redeem(stream_token(first), call_sid=sid) is not None
+    assert tokens.stream_token_redeem(stream_token(replayed), call_sid=sid) is None
+    assert tokens.stream_token_redeem(stream_token(first), call_sid=sid) is None
+    assert StreamGrant.objects.filter(used_at__isnull=False).count() == 1
 
 
 def test_an_answer_replayed_after_the_stream_opened_gets_no_new_token() -> None:
     params = answer_params()
     first = twiml_of(signed_post("/voice/answer", params))
-    assert tokens.stream_token_redeem(stream_token(first)) is not None
+    assert tokens.stream_token_redeem(stream_token(first), call_sid=params["CallSid"]) is not None
 
     replay = twiml_of(signed_post("/voice/answer", params))
 
     assert [child.tag for child in replay] == ["Dial"]
     assert StreamGrant.objects.count() == 1
+
+
+def test_a_start_for_another_call_does_not_burn_the_token_of_the_call_it_was_issued_for() -> None:
+    params = answer_params()
+    root = twiml_of(signed_post("/voice/answer", params))
+    other = Call.objects.create(call_sid=new_sid())
+
+    assert tokens.stream_token_redeem(stream_token(root), call_sid=other.call_sid) is None
+    # ... so a later answer for the real call is not mistaken for a replay after attach, and
+    # the real stream still attaches with its token.
+    assert not tokens.stream_grant_redeemed(Call.objects.get(call_sid=params["CallSid"]))
+    assert tokens.stream_token_redeem(stream_token(root), call_sid=params["CallSid"]) is not None
 
 
 def test_an_answer_for_a_finished_call_gets_no_token(settings: Any) -> None:
