@@ -47,6 +47,9 @@ ALWAYS_OPEN = "mon-sun 00:00-23:59"
 FRONT_DESK = "+16175550000"
 
 
+RUNNING: list[Deployment] = []
+"""Deployments started and not yet stopped (the live conftest prints their logs on failure)."""
+
 Rows = dict[str, Any]
 CallRecord = dict[str, Any]
 
@@ -199,11 +202,13 @@ class Deployment:
             managed.stop()
 
     def __enter__(self) -> Self:
+        RUNNING.append(self)
         try:
             self.start()
         except BaseException:
             sys.stderr.write(self.dump_logs())
             self.stop()
+            RUNNING.remove(self)
             raise
         return self
 
@@ -216,6 +221,8 @@ class Deployment:
         if exc_type is not None:
             sys.stderr.write(self.dump_logs())
         self.stop()
+        if self in RUNNING:
+            RUNNING.remove(self)
 
     def spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> ManagedProcess:
         managed = ManagedProcess(name, argv, env=env, cwd=REPO, log_dir=self.tmp)
@@ -288,6 +295,11 @@ class Deployment:
                     total += float(sample.value)
         return total
 
+    def active_calls(self) -> float:
+        """``voice_active_calls`` summed over every server process."""
+        servers = self.server_ports()
+        return sum(self.metric_value("voice_active_calls", server=name) for name in servers)
+
     # --- calls and rows -------------------------------------------------------------------
 
     def caller_env(self) -> dict[str, str]:
@@ -301,8 +313,17 @@ class Deployment:
         stagger_s: float = 0.5,
         reply_timeout_s: float = 30.0,
         hangup_timeout_s: float = 10.0,
+        barge_in: bool = False,
+        sequential: bool = False,
+        distinct_callers: bool = True,
     ) -> CallBatch:
-        """Start placing calls (all at once, ``stagger_s`` apart); returns at once."""
+        """Start placing calls (all at once, ``stagger_s`` apart); returns at once.
+
+        ``barge_in``: every spoken line talks over the agent's prompt (a caller who knows
+        what they want and does not wait for the greeting to end). ``sequential``: one
+        call after another, from one caller process. ``distinct_callers``: each call from
+        its own number (the product rate-limits calls per number; see :mod:`caller`).
+        """
         argv = [
             PYTHON,
             "-m",
@@ -315,6 +336,9 @@ class Deployment:
             str(reply_timeout_s),
             "--hangup-timeout",
             str(hangup_timeout_s),
+            *(["--barge-in"] if barge_in else []),
+            *(["--sequential"] if sequential else []),
+            *(["--distinct-callers"] if distinct_callers else []),
             *scenarios,
         ]
         return CallBatch(self, scenarios, argv)
@@ -327,10 +351,12 @@ class Deployment:
         [record] = self.place_calls([scenario], **options)
         return record
 
-    def rows(self) -> Rows:
-        """Calls, follow-ups and confirmations as staff would find them (:mod:`probe`)."""
+    def rows(self, phrases: Sequence[str] = ()) -> Rows:
+        """Calls, follow-ups and confirmations as staff would find them (:mod:`probe`);
+        each call's ``agent_phrases`` lists which of ``phrases`` the agent said."""
+        asked = [argument for phrase in phrases for argument in ("--phrase", phrase)]
         done = subprocess.run(  # noqa: S603 (argv built by the harness)
-            [PYTHON, "-m", "tests.live.probe"],
+            [PYTHON, "-m", "tests.live.probe", *asked],
             env=self.caller_env(),
             cwd=REPO,
             capture_output=True,
@@ -344,12 +370,17 @@ class Deployment:
         raise HarnessError(f"the probe failed ({done.returncode}): {done.stderr[-2000:]}")
 
     def wait_for_rows(
-        self, condition: Callable[[Rows], bool], *, timeout_s: float = 60.0, what: str = "rows"
+        self,
+        condition: Callable[[Rows], bool],
+        *,
+        timeout_s: float = 60.0,
+        what: str = "rows",
+        phrases: Sequence[str] = (),
     ) -> Rows:
         """Poll :meth:`rows` until ``condition`` holds; the rows, or HarnessError with them."""
         deadline = time.monotonic() + timeout_s
         while True:
-            rows = self.rows()
+            rows = self.rows(phrases)
             if condition(rows):
                 return rows
             if time.monotonic() > deadline:

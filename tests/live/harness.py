@@ -50,6 +50,7 @@ from tests.live.deployment import (
     CALL_TIMEOUT_S,
     DEMO_SCENARIO,
     FRONT_DESK,
+    PYTHON,
     REPO,
     CallBatch,
     CallRecord,
@@ -73,6 +74,8 @@ from tests.live.topology import ProductionTopology, ensure_nginx, ensure_postgre
 __all__ = [
     "CALL_TIMEOUT_S",
     "DEMO_SCENARIO",
+    "FRONT_DESK",
+    "PYTHON",
     "REPO",
     "CallBatch",
     "CallRecord",

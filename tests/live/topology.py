@@ -107,8 +107,12 @@ class ProductionTopology(Deployment):
         self.env = self._environment(self.proxy.port)
         self.start_redis()
         direct = self.caller_env()
-        for step in (["migrate", "--no-input"], ["collectstatic", "--no-input"], ["seed_demo"]):
-            self._manage(step, direct)
+        self._manage(["migrate", "--no-input"], direct)
+        self._manage(["collectstatic", "--no-input", "--verbosity", "0"], direct)
+        # The demo clinic's providers and calendar, which the scenarios book into. seed_demo
+        # refuses production (it creates sign-ins with known passwords), so it runs with the
+        # same keys and database as a development process: the data is the same.
+        self._manage(["seed_demo"], {**direct, "APP_ENV": "development"})
         self.spawn("worker", makefile_command("worker"), self.env)
         beat = makefile_command("beat") + ["--schedule", str(self.tmp / "beat-schedule")]
         self.spawn("beat", beat, self.env)
