@@ -47,6 +47,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
+# `make test` includes the live calls against `make run` (tests/live, marker `live`); the
+# production topology (PostgreSQL, Redis, nginx: marker `production_topology`) is CI's
+# second pass (.ci/run). PYTEST_ARGS replaces the selection: PYTEST_ARGS='-m "not live"'.
+PYTEST_ARGS ?= -m "not production_topology"
+
 pytest: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
