@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
+from clinic import lifecycle
 from clinic.logs import get_logger
 
 log = get_logger(__name__)
@@ -81,6 +82,16 @@ async def check_redis() -> None:
         await client.aclose()
 
 
+class Draining(RuntimeError):
+    """The process was told to stop: it finishes its calls and takes no new ones."""
+
+
+async def check_not_draining() -> None:
+    # First thing a stopping process changes: the load balancer sends new calls elsewhere.
+    if lifecycle.draining():
+        raise Draining()
+
+
 def _broker_roundtrip() -> None:
     from kombu import Connection
 
@@ -98,6 +109,8 @@ def enabled_checks() -> dict[str, Callable[[], Awaitable[None]]]:
         "database": check_database,
         "channel_layer": check_channel_layer,
     }
+    if lifecycle.draining():
+        checks["process"] = check_not_draining
     if settings.REDIS_URL:
         checks["redis"] = check_redis
     if not settings.CELERY_TASK_ALWAYS_EAGER:

@@ -181,6 +181,10 @@ class Call(models.Model):
     )
     state = EncryptedJSONField(default=dict, blank=True)
     state_purged_at = models.DateTimeField(null=True, blank=True)
+    # Written by the process serving the call's stream every CALL_HEARTBEAT_SECONDS; a call in
+    # progress whose heartbeat stops is finished by the sweep (intake.liveness).
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    served_by = models.CharField(max_length=200, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -189,7 +193,15 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["started_at"], name="call_started_at")]
+        indexes = [
+            models.Index(fields=["started_at"], name="call_started_at"),
+            # The sweep reads only calls in progress, a handful among all calls ever made.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="call_in_progress_heartbeat",
+                condition=models.Q(outcome="in_progress"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Call #{self.pk}"
@@ -265,6 +277,7 @@ class FollowUp(models.Model):
         BOOKING_FAILED = "booking_failed", "Booking failed"
         TRANSFER_FAILED = "transfer_failed", "Transfer failed"
         CALL_DROPPED = "call_dropped", "Call dropped"
+        HANDED_OVER = "handed_over", "Handed over mid-call"
         SCHEDULE_CONFLICT = "schedule_conflict", "Schedule conflict"
 
     class Priority(models.IntegerChoices):

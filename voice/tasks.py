@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import OperationalError
 
+from voice.heartbeat import sweep_once
 from voice.tokens import stream_grants_purge
 
 
@@ -17,3 +18,14 @@ from voice.tokens import stream_grants_purge
 def purge_stream_grants() -> int:
     """Delete stream grants too old to be redeemed (they prove nothing after their minutes)."""
     return stream_grants_purge()
+
+
+@shared_task(
+    name="voice.sweep_stale_calls",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def sweep_stale_calls() -> int:
+    """Finish calls whose server process died (no heartbeat); every server sweeps too."""
+    return len(sweep_once())

@@ -19,11 +19,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from clinic import lifecycle
 from clinic.hours import parse_opening_hours
 from clinic.logs import get_logger
 from intake import selectors, services
 from intake.models import Call, FollowUp
-from voice import ratelimits, signatures, tokens, twiml
+from voice import drain, ratelimits, signatures, tokens, twiml
 
 log = get_logger(__name__)
 
@@ -63,6 +64,11 @@ def answer(request: HttpRequest) -> HttpResponse:
     if limit is not None:
         log.warning("call_rate_limited", call_sid=call_sid, limit=limit)
         return _twiml(twiml.reject_busy())
+    if lifecycle.draining():
+        # This process is stopping (voice.drain): no new stream; people take the call.
+        drain.call_answered_while_draining(call_sid=call_sid, caller_number=caller_number)
+        log.info("call_answered_without_agent", call_sid=call_sid, reason="draining")
+        return _twiml(answer_without_agent())
     try:
         return _answer_with_agent(call_sid=call_sid, caller_number=caller_number)
     except DatabaseError as exc:
