@@ -38,7 +38,7 @@ run: install
 	@echo "  Try a call:   .venv/bin/python manage.py simulate_call returning_patient_keypad"
 	@echo "  Or type one:  .venv/bin/python manage.py chat --caller +16175550142"
 	@echo ""
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) clinic.asgi:application
+	$(PY) manage.py serve --bind $(HOST) --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .
