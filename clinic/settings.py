@@ -247,6 +247,10 @@ BLIND_INDEX_KEY = CONFIG.blind_index_key
 
 # --- Speech and telephony providers ---------------------------------------------------------
 STT_PROVIDER = CONFIG.stt_provider
+STT_WHISPER_MODEL = CONFIG.stt_whisper_model
+STT_WHISPER_THREADS = CONFIG.stt_whisper_threads
+STT_WHISPER_WORKERS = CONFIG.stt_whisper_workers
+STT_MODEL_DIR = CONFIG.stt_model_dir
 TTS_PROVIDER = CONFIG.tts_provider
 NLU_PROVIDER = CONFIG.nlu_provider
 NLU_TIMEOUT_SECONDS = CONFIG.nlu_timeout_seconds

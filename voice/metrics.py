@@ -56,3 +56,8 @@ LIVE_EVENTS_DROPPED = Counter(
     "voice_live_events_dropped_total",
     "Live-call events not published to the channel layer (unreachable or slow).",
 )
+STT_AUDIO_DROPPED = Counter(
+    "voice_stt_audio_dropped_seconds_total",
+    "Caller audio dropped because a stream sent it faster than real time (per-stream budget).",
+    ["engine"],
+)

@@ -28,6 +28,7 @@ __all__ = [
     "NothingHeard",
     "UtteranceEnd",
     "offline_stt_from_settings",
+    "preload_from_settings",
     "stt_from_settings",
 ]
 
@@ -65,7 +66,39 @@ def stt_from_settings(*, call_id: str = "") -> SpeechToText:
 
 
 def offline_stt_from_settings(*, call_id: str = "") -> SpeechToText:
-    """The embedded recogniser (no keys, no network): the default, and the hosted one's fallback."""
-    from voice.stt.pocketsphinx_stt import PocketSphinxSTT
+    """The embedded recogniser (no keys, no network): the default, and the hosted one's fallback.
 
-    return PocketSphinxSTT(call_id=call_id)
+    Whisper, unless ``STT_PROVIDER=pocketsphinx`` chose the older grammar engine.
+    """
+    from django.conf import settings
+
+    if settings.STT_PROVIDER == "pocketsphinx":
+        from voice.stt.pocketsphinx_stt import PocketSphinxSTT
+
+        return PocketSphinxSTT(call_id=call_id)
+    from voice.stt.whisper_stt import WhisperSTT
+
+    return WhisperSTT(call_id=call_id)
+
+
+async def preload_from_settings() -> None:
+    """Load the configured offline recogniser before the first call (server start-up).
+
+    Whisper: join, verify and load the model and run a warm-up decode, so that the first
+    call is as fast as the hundredth; a model that fails its SHA-256 check raises
+    :class:`voice.stt.whisper_model.ModelIntegrityError` (a one-line ``ConfigError``).
+    PocketSphinx: start its decoding processes. Deepgram: nothing (its offline fallback
+    loads Whisper on first use rather than hold ~300 MB in every production process).
+    """
+    import asyncio
+
+    from django.conf import settings
+
+    if settings.STT_PROVIDER == "whisper":
+        from voice.stt import whisper_decode
+
+        await asyncio.to_thread(whisper_decode.preload)
+    elif settings.STT_PROVIDER == "pocketsphinx":
+        from voice.stt import pocketsphinx_stt
+
+        await pocketsphinx_stt.preload()
