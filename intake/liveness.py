@@ -92,7 +92,7 @@ def calls_sweep_stale(
     )
     swept: list[SweptCall] = []
     for call in stale[:limit]:
-        result = _finish_stale(call, now=now)
+        result = call_sweep(call=call, now=now)
         if result is not None:
             swept.append(result)
     if swept:
@@ -100,7 +100,12 @@ def calls_sweep_stale(
     return swept
 
 
-def _finish_stale(call: Call, *, now: datetime.datetime) -> SweptCall | None:
+def call_sweep(*, call: Call, now: datetime.datetime) -> SweptCall | None:
+    """Finish ``call`` as dropped, as read by the sweep; None when someone got there first.
+
+    ``call`` is the row as the sweep read it: the UPDATE only applies if the call is still in
+    progress with that same heartbeat, so a beat or a finish in between wins over the sweep.
+    """
     state = ConversationState.from_dict(call.state or {})
     goal = state.completed_goal
     outcome = goal or Call.Outcome.ABANDONED
