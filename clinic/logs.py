@@ -62,6 +62,9 @@ def logging_config(*, level: str, json_lines: bool) -> dict[str, Any]:
             "django.server": {"level": "WARNING"},
             "django.db.backends": {"level": "INFO"},
             "daphne": {"level": "WARNING"},
+            # faster-whisper logs every utterance's duration and language at INFO; our own
+            # stt_utterance line says what matters (lengths and timings, never words).
+            "faster_whisper": {"level": "WARNING"},
         },
     }
 
