@@ -172,6 +172,7 @@ class CallSession:
         self._closed = False
         self._group = f"call.{call_id}"
         self._in_turn = False  # the conversation is handling an event (see at_safe_point)
+        self._line_closed = asyncio.Event()  # the agent closed the stream (see hand_over)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -274,7 +275,8 @@ class CallSession:
         in hand is dropped (what it stored stays stored) and playback is cut. The call is
         finished with a follow-up (:func:`voice.drain.record_hand_over`); the stream closes
         once the line has been played, as for any transfer, or after a bound should Twilio
-        never echo its mark. Does nothing when the line is closing already.
+        never echo its mark. Returns once the stream is closed (the session finishes when the
+        socket is gone: :meth:`wait_finished`). Does nothing when the line is closing already.
         """
         if self.ending:
             return
@@ -299,10 +301,11 @@ class CallSession:
         utterance = Utterance(line, turn_id, f"u{self._marks}", requested_at=time.perf_counter())
         self._speech.put_nowait(utterance)
         try:
-            await asyncio.wait_for(self._finished.wait(), drain.HANDOVER_PLAY_TIMEOUT_SECONDS)
+            await asyncio.wait_for(self._line_closed.wait(), drain.HANDOVER_PLAY_TIMEOUT_SECONDS)
         except TimeoutError:
-            log.warning("call_hand_over_unplayed", call_id=self.call_id)
-            await self._end_line()
+            if not self._closed:
+                log.warning("call_hand_over_unplayed", call_id=self.call_id)
+                await self._end_line()
 
     # --- inbound from Twilio --------------------------------------------------------------
 
@@ -628,6 +631,7 @@ class CallSession:
 
     async def _end_line(self) -> None:
         reason = "transfer" if isinstance(self._ending, Transfer) else "hangup"
+        self._line_closed.set()
         await self._close(reason)
 
     async def _keep_alive(self) -> None:
