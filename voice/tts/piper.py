@@ -90,13 +90,20 @@ def voice_paths(name: str) -> tuple[Path, Path]:
     return model, config
 
 
-@functools.cache
 def load_voice(name: str = DEFAULT_VOICE, *, threads: int = 1) -> PiperVoice:
-    """Voice ``name``, checked and loaded once per process (about a second; 60 MB).
+    """Voice ``name``, checked and loaded once per process and thread count (about a second;
+    some 170 MB resident).
 
     ``threads`` is onnxruntime's intra-op thread count per synthesis: one thread per
     sentence lets concurrent calls share the cores instead of each claiming all of them.
     """
+    return _load_voice(name, threads)
+
+
+@functools.cache
+def _load_voice(name: str, threads: int) -> PiperVoice:
+    # Positional and normalised, so that load_voice("joe") and load_voice("joe", threads=1)
+    # share one session.
     try:
         import onnxruntime
         from piper import PiperVoice
