@@ -26,20 +26,22 @@ The process manager must allow :func:`stop_timeout_seconds` between SIGTERM and 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import signal
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connections
 
 from clinic import lifecycle
 from clinic.logs import get_logger
+from clinic.outbox import outbox_relay_forever
 from intake.conversation import prompts
 from voice import drain, heartbeat
+from voice import stt as voice_stt
 from voice.deferred import deferred_writes
 
 log = get_logger(__name__)
@@ -72,7 +74,10 @@ class Command(BaseCommand):
         process = ServeProcess(
             host=str(options["bind"]), port=port, proxy_headers=bool(options["proxy_headers"])
         )
-        code = process.run()
+        try:
+            code = process.run()
+        except ImproperlyConfigured as exc:  # e.g. the recogniser's model failed its check
+            raise CommandError(str(exc), returncode=2) from None
         if code:
             raise SystemExit(code)
 
@@ -129,7 +134,7 @@ class ServeProcess:
 
     async def _start_up(self) -> None:
         from voice.consumers import prompt_cache
-        from voice.tts import tts_from_settings
+        from voice.tts import prompt_engine_from_settings
 
         try:
             swept = await database_sync_to_async(heartbeat.sweep_once)()
@@ -137,21 +142,29 @@ class ServeProcess:
             log.warning("call_sweep_failed", at="start_up", error=type(exc).__name__)
         else:
             log.info("start_up_sweep", calls=len(swept))
-        await preload_speech_recogniser()
+        # The recogniser's model is joined, verified, loaded and warmed up before the first
+        # call (a model that fails its hash check stops start-up here, in one line).
+        await voice_stt.preload_from_settings()
+        log.info("stt_preloaded", provider=settings.STT_PROVIDER)
         cache = prompt_cache()  # starts warming in the background; wait for the same work
         texts = [
             prompts.GREETING.format(clinic=settings.CLINIC_NAME),
             *prompts.FIXED_PROMPTS,
             *drain.HANDOVER_LINES,
         ]
-        cached = await cache.warm(texts, tts_from_settings())
+        cached = await cache.warm(texts, prompt_engine_from_settings())
         log.info("start_up_done", prompts_cached=cached)
 
     def _on_running(self) -> None:
         addresses = [f"{host}:{port}" for host, port in self._server.listening_addresses]
         log.info("server_listening", addresses=addresses, pid=os.getpid())
         loop = asyncio.get_event_loop()
-        self._background.append(loop.create_task(heartbeat.sweep_periodically(), name="call-sweep"))
+        self._background += [
+            loop.create_task(heartbeat.sweep_periodically(), name="call-sweep"),
+            # Work for Celery written while the broker was down goes out from here too, so the
+            # embedded default and a deployment whose beat cannot reach a worker both drain it.
+            loop.create_task(outbox_relay_forever(), name="outbox-relay"),
+        ]
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -177,29 +190,9 @@ class ServeProcess:
             self.exit_code = 1
         finally:
             current = asyncio.current_task()
-            for task in self._background:
-                if task is not current:
-                    task.cancel()
+            others = [task for task in self._background if task is not current]
+            for task in others:
+                task.cancel()
+            if others:  # each closes its database connection as it stops
+                await asyncio.wait(others, timeout=DEFERRED_FLUSH_SECONDS)
             self._server.stop()
-
-
-async def preload_speech_recogniser() -> None:
-    """Load the speech recogniser's model now, so the first call is as fast as the hundredth.
-
-    The hook for ``voice.stt.preload_from_settings`` (the offline recogniser's preload: model
-    joined, verified, loaded, one warm-up decode). Sync or async; a sync one runs on a thread.
-    Engines without one (Deepgram) have nothing to load.
-    """
-    import voice.stt
-
-    preload = getattr(voice.stt, "preload_from_settings", None)
-    if preload is None:
-        log.info("stt_preload_skipped", reason="engine_has_no_preload")
-        return
-    if inspect.iscoroutinefunction(preload):
-        await preload()
-    else:
-        result = await asyncio.to_thread(preload)
-        if inspect.isawaitable(result):
-            await result
-    log.info("stt_preloaded", provider=settings.STT_PROVIDER)
