@@ -237,7 +237,10 @@ async def _drain_one(session: CallSession, *, deadline: float) -> str:
         kind = "ended"
     else:
         kind = "safe" if session.at_safe_point else "forced"
-    await session.hand_over("drain")
+    try:
+        await session.hand_over("drain")
+    except Exception:  # e.g. the socket went at that moment: its own finish takes over
+        log.exception("drain_hand_over_failed", call_id=session.call_id)
     try:
         await asyncio.wait_for(
             session.wait_finished(), HANDOVER_PLAY_TIMEOUT_SECONDS + SESSION_CLEANUP_SECONDS
