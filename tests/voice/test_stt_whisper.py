@@ -214,16 +214,16 @@ async def test_audio_faster_than_real_time_is_dropped_and_counted(engine: Whispe
     before = dropped_seconds()
     stt = WhisperSTT(engine=engine)
     await stt.start()
-    flood = frames_of(quiet(10_000))  # ten seconds of line, all at once
+    flood = frames_of(quiet(20_000))  # twenty seconds of line, all at once
     started = time.monotonic()
     for frame in flood:
         await stt.send(frame)
     elapsed = time.monotonic() - started
     await stt.close()
-    accepted = 10.0 - stt.dropped_s
-    # What got through is the 2 s burst plus real time, never the whole flood.
-    assert accepted <= 2.0 + elapsed + FRAME_S
-    assert accepted >= 2.0 - FRAME_S
+    accepted = 20.0 - stt.dropped_s
+    # What got through is the 5 s burst plus real time, never the whole flood.
+    assert accepted <= 5.0 + elapsed + FRAME_S
+    assert accepted >= 5.0 - FRAME_S
     assert dropped_seconds() - before == pytest.approx(stt.dropped_s)
 
 
@@ -364,9 +364,10 @@ def test_the_factory_builds_whisper_by_default() -> None:
 
 def test_the_prompt_names_what_the_question_expects_and_no_red_flags() -> None:
     hints = ["Aetna", "Blue Cross Blue Shield", "self pay", "chest pain", "can't breathe", "a"]
-    assert whisper_prompt(hints) == "Aetna, Blue Cross Blue Shield."
+    assert whisper_prompt(hints) == "Aetna, Blue Cross Blue Shield, self pay."
     assert whisper_prompt(YES_NO) == "Yes. No."
-    assert whisper_prompt(["a", "b", "one", "two"]) is None
+    assert whisper_prompt(["a", "b", "one", "two", "as in", "operator"]) is None
+    assert whisper_prompt(["book", "cancel", "Dr. Lee"]) == "Dr. Lee, book, cancel."
     assert whisper_prompt([]) is None
     long = [f"Doctor Number{i:03d}" for i in range(100)]
     assert len(whisper_prompt(long) or "") <= 201

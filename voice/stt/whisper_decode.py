@@ -51,6 +51,17 @@ MAX_PROMPT_CHARS = 200
 _NEVER_PROMPTED = re.compile(
     r"\b(chest|breath|breathe|bleed|bleeding|emergency|stroke|suicid\w*|pain|hurt|die)\b", re.I
 )
+# ...nor these: a request for a person is acted on at once, so Whisper must not be nudged
+# towards it; and number words, months and ordinals it writes well unaided (as digits).
+_NOT_VOCABULARY = re.compile(
+    r"^(operator|representative|person|repeat|i don't know|actually|it's|oh|as in|with a|"
+    r"double|dash|apostrophe|underscore|the one|area code|this number|fou?rty|"
+    r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w+teen|"
+    r"twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|"
+    r"first|second|third|\w+th|january|february|march|april|may|june|july|august|"
+    r"september|october|november|december)$",
+    re.I,
+)
 _YES_NO = frozenset({"yes", "no", "yeah", "nope", "correct", "that's right"})
 NO_SPEECH_MAX = 0.5
 """A segment whose no-speech probability reaches this is not words. Measured on telephone
@@ -72,23 +83,27 @@ def default_threads() -> int:
 def whisper_prompt(hints: Sequence[str]) -> str | None:
     """The text Whisper is told came before the caller's answer, from the question's hints.
 
-    Only what a recogniser cannot guess helps: proper names (providers, carriers, offered
-    days) and, for a yes/no question, "Yes. No." (measured: it turns "yeah" heard with
-    low confidence into a confident "Yes"). Word lists meant for a grammar (letters, digits,
-    months) are left out, and so are red-flag words (see ``_NEVER_PROMPTED``).
+    What helps is the vocabulary of the answer: proper names (providers, carriers), the
+    words of a menu ("book", "reschedule", "cancel"), offered days; and, for a yes/no
+    question, "Yes. No." (measured: it turns "yeah" heard with low confidence into a
+    confident "Yes"). Single letters, number words, months and ordinals (hints meant for a
+    grammar) are left out, and so are red-flag words and requests for a person (see
+    ``_NEVER_PROMPTED`` and ``_NOT_VOCABULARY``). Names come first: the prompt is bounded.
     """
     names: list[str] = []
+    words: list[str] = []
     yes_no = False
     for hint in hints:
         cleaned = " ".join(hint.split())
         if cleaned.casefold() in _YES_NO:
             yes_no = True
             continue
-        if len(cleaned) < 3 or not any(ch.isupper() for ch in cleaned):
+        if len(cleaned) < 3 or _NEVER_PROMPTED.search(cleaned):
             continue
-        if _NEVER_PROMPTED.search(cleaned) or cleaned in names:
+        if _NOT_VOCABULARY.match(cleaned) or cleaned in names or cleaned in words:
             continue
-        names.append(cleaned)
+        (names if any(ch.isupper() for ch in cleaned) else words).append(cleaned)
+    names += words
     parts: list[str] = []
     if yes_no:
         parts.append("Yes. No.")
@@ -99,7 +114,7 @@ def whisper_prompt(hints: Sequence[str]) -> str | None:
             if len(candidate) > MAX_PROMPT_CHARS:
                 break
             listed = candidate
-        parts.append(listed + ".")
+        parts.append(listed[:1].upper() + listed[1:] + ".")
     return " ".join(parts) or None
 
 
