@@ -1,7 +1,16 @@
-"""PocketSphinx STT on real synthetic speech: espeak-ng says it, it travels as 8 kHz mu-law in
-20 ms frames like a phone call, and the recogniser (in its decoding processes) hears it."""
+"""PocketSphinx STT (``STT_PROVIDER=pocketsphinx``, opt-in) on real synthetic speech: espeak-ng
+says it, it travels as 8 kHz mu-law in 20 ms frames like a phone call, and the recogniser (in
+its decoding processes) hears it. Its decoding processes die with the server."""
 
 from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -121,6 +130,52 @@ def test_jsgf_is_a_loop_of_the_words() -> None:
         build_jsgf([])
 
 
-def test_the_factory_builds_pocketsphinx_by_default() -> None:
+def test_the_factory_builds_pocketsphinx_when_chosen() -> None:
     with override_settings(STT_PROVIDER="pocketsphinx"):
         assert isinstance(stt_from_settings(), PocketSphinxSTT)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in {"Z", "X"}
+
+
+_SERVER = """
+import sys, time
+from voice.stt import pocketsphinx_stt, sphinx_worker
+pool = pocketsphinx_stt.decoder_pool()
+print(pool.submit(sphinx_worker.warm).result(timeout=60), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_decoding_processes_die_with_a_server_killed_by_sigkill() -> None:
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVER],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], 60)  # the worker has loaded
+        assert ready, "the server did not start a decoding process in 60 s"
+        worker = int(server.stdout.readline())
+        assert worker != server.pid and _alive(worker)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(worker), "the decoding process outlived its server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)

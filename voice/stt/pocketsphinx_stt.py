@@ -1,4 +1,11 @@
-"""Offline speech-to-text with PocketSphinx 5 (the embedded default: no keys, no network).
+"""Offline speech-to-text with PocketSphinx 5 (``STT_PROVIDER=pocketsphinx``, not the default).
+
+Whisper (:mod:`voice.stt.whisper_stt`) replaced it as the embedded default. Measured by
+``python -m bench.stt`` on telephone-band clinic utterances, a grammar built from the
+question's hints no longer earns a place even for yes/no, digits and spelled letters:
+Whisper hears yes/no as reliably and is far better on digits, letters and everything else.
+It stays as an opt-in engine (the benchmarks compare against it); its decoding processes
+die with the server (``PR_SET_PDEATHSIG``).
 
 PocketSphinx's English model ships in its wheel. It was trained on 16 kHz speech, so the
 caller's 8 kHz audio is resampled to 16 kHz (the band above 4 kHz stays empty, which costs
@@ -83,7 +90,10 @@ def decoder_pool() -> ProcessPoolExecutor:
     with _pool_lock:
         if _pool is None:
             _pool = ProcessPoolExecutor(
-                max_workers=default_workers(), mp_context=multiprocessing.get_context("spawn")
+                max_workers=default_workers(),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=sphinx_worker.die_with_parent,
+                initargs=(os.getpid(),),
             )
         return _pool
 
