@@ -10,11 +10,12 @@ BENCHMARKS = (
     "bench.audio",
     "bench.calendar",
     "bench.calls",
+    "bench.stt",
     "bench.spoken_calls",
 )
 # Arguments each benchmark gets here; run a module by itself for its full form (the whole
 # spoken-call evaluation takes about two hours in real time).
-ARGUMENTS = {"bench.spoken_calls": ["--quick"]}
+ARGUMENTS = {"bench.stt": ["--quick"], "bench.spoken_calls": ["--quick"]}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHMARKS)
