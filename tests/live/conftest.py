@@ -1,4 +1,5 @@
-"""Live-test plumbing: every process's log is printed when a live test fails."""
+"""Live-test plumbing: the shared production topology, and every process's log printed when a
+live test fails."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from tests.live.deployment import RUNNING
+from tests.live.topology import ProductionTopology
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -27,3 +29,13 @@ def dump_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     if report is not None and report.failed:
         for deployment in list(RUNNING):
             sys.stderr.write(deployment.dump_logs(lines=80))
+
+
+@pytest.fixture(scope="session")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionTopology]:
+    """One production topology for the session's production-topology tests (it takes half a
+    minute to start). Fault tests put back what they break (Redis restarted, the database
+    link restored) and assert that the next call works, so the tests after them see a
+    healthy deployment, or fail saying why."""
+    with ProductionTopology(tmp_path_factory.mktemp("production")) as deployment:
+        yield deployment

@@ -16,6 +16,13 @@ GAUGE_TIMEOUT_S = 30.0
 """The active-calls gauge comes down when a session closes: seconds, never minutes."""
 
 
+def assert_none(problems: Sequence[str], what: str = "") -> None:
+    """Fail with every problem on its own line (pytest's list diff shows only the first)."""
+    if problems:
+        heading = f"{what}:\n" if what else ""
+        raise AssertionError(heading + "\n".join(f"  - {problem}" for problem in problems))
+
+
 def call_problems(records: Sequence[CallRecord]) -> list[str]:
     """Every call went as its scenario says (:func:`voice.simulator.check`), numbered."""
     problems = []

@@ -18,7 +18,8 @@ under a temporary directory (:meth:`Deployment.dump_logs` prints them when a tes
     throwaway certificate and proxying HTTP and WebSockets with ``X-Forwarded-For/Proto/
     Host``. ``PUBLIC_BASE_URL`` is nginx's ``https://`` origin, so Twilio signatures are
     checked against the public URL; ``/voice/answer`` (and everything else) goes to server
-    ``a``, ``/voice/stream/`` to server ``b``. Booking confirmations go to an SMTP sink.
+    ``a``, ``/voice/stream/`` to server ``b``. Booking confirmations go to an SMTP sink, and
+    the REST request that hangs a call up to a loopback Twilio (:class:`TwilioRest`).
 
 Calls are placed by :mod:`tests.live.caller` in its own process with the deployment's
 environment (the simulator's espeak-ng voice, real-time pacing, the product's own timeouts),
@@ -60,7 +61,7 @@ from tests.live.deployment import (
     gone,
     makefile_command,
 )
-from tests.live.netfaults import SmtpSink, TcpProxy
+from tests.live.netfaults import SmtpSink, TcpProxy, TwilioRest
 from tests.live.processes import (
     START_TIMEOUT_S,
     HarnessError,
@@ -86,6 +87,7 @@ __all__ = [
     "Rows",
     "SmtpSink",
     "TcpProxy",
+    "TwilioRest",
     "ensure_nginx",
     "ensure_postgres",
     "gone",

@@ -1,20 +1,27 @@
-"""Network pieces the live harness controls: a cuttable TCP proxy and an SMTP sink.
+"""Network pieces the live harness controls: a cuttable TCP proxy, an SMTP sink, Twilio.
 
 :class:`TcpProxy` sits between the product and PostgreSQL, so that a test can make the
 database unreachable (existing connections reset, new ones refused) and bring it back,
 without touching the machine's PostgreSQL that other work depends on. :class:`SmtpSink`
 accepts the booking confirmations production sends over SMTP and counts them.
+:class:`TwilioRest` answers the one REST call the product makes (complete a call, to hang
+up), with Twilio's URL, authentication and response shape.
 
 Both run in threads of the test process, bound to loopback only.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
+import re
 import selectors
 import socket
 import socketserver
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 from tests.live.processes import free_port
 
@@ -188,6 +195,89 @@ class SmtpSink:
     def messages(self) -> int:
         with self._server.lock:
             return self._server.messages
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+_CALL_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls/(CA[0-9a-f]{32})\.json$")
+
+
+class _TwilioHandler(BaseHTTPRequestHandler):
+    server: _TwilioServer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib's name)
+        return  # the product logs its side; the test reads :attr:`TwilioRest.completed`
+
+    def do_POST(self) -> None:  # noqa: N802 (stdlib's name)
+        match = _CALL_PATH.match(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(length).decode("ascii", "replace"))
+        expected = base64.b64encode(
+            f"{self.server.account_sid}:{self.server.auth_token}".encode()
+        ).decode()
+        if self.headers.get("Authorization") != f"Basic {expected}":
+            self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            return
+        if match is None or match.group(1) != self.server.account_sid:
+            self._answer(404, {"code": 20404, "message": "Not found", "status": 404})
+            return
+        status = form.get("Status", [""])[0]
+        with self.server.lock:
+            self.server.completed.append(match.group(2))
+        self._answer(
+            200,
+            {
+                "sid": match.group(2),
+                "account_sid": match.group(1),
+                "status": status or "in-progress",
+                "api_version": "2010-04-01",
+            },
+        )
+
+    def _answer(self, code: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _TwilioServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, account_sid: str, auth_token: str) -> None:
+        super().__init__(("127.0.0.1", port), _TwilioHandler)
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.lock = threading.Lock()
+        self.completed: list[str] = []
+
+
+class TwilioRest:
+    """Twilio's REST API on loopback, for ``TWILIO_API_BASE_URL``: ``POST
+    /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` with HTTP Basic auth (account SID
+    and auth token), as the twilio library sends it to complete a call."""
+
+    def __init__(self, *, account_sid: str, auth_token: str) -> None:
+        self.port = free_port()
+        self._server = _TwilioServer(self.port, account_sid, auth_token)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="twilio-rest", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def completed(self) -> list[str]:
+        """CallSids the product asked Twilio to complete (hang up), in order."""
+        with self._server.lock:
+            return list(self._server.completed)
 
     def close(self) -> None:
         self._server.shutdown()

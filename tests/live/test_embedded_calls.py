@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live.expect import call_problems, staff_view_problems
+from tests.live.expect import assert_none, call_problems, staff_view_problems
 from tests.live.harness import DEMO_SCENARIO, PYTHON, REPO, EmbeddedServer
 
 pytestmark = pytest.mark.live
@@ -47,7 +47,7 @@ def test_the_readmes_demo_call_goes_as_its_scenario_says(server: EmbeddedServer)
     )
     assert done.returncode == 0, f"simulate_call {DEMO_SCENARIO} failed:\n{done.stdout}"
     assert "The call went as the scenario says." in done.stdout
-    assert staff_view_problems(server, [], active_before=before) == []
+    assert_none(staff_view_problems(server, [], active_before=before))
 
 
 def test_calls_in_a_row_on_one_process_are_each_understood(server: EmbeddedServer) -> None:
@@ -55,13 +55,13 @@ def test_calls_in_a_row_on_one_process_are_each_understood(server: EmbeddedServe
     pid = server.server_pid()
     before = server.active_calls()
     records = server.place_calls([QUICK] * IN_A_ROW, sequential=True)
-    assert call_problems(records) == []
+    assert_none(call_problems(records))
     assert server.server_pid() == pid, "the server process was replaced mid-test"
-    assert staff_view_problems(server, records, active_before=before) == []
+    assert_none(staff_view_problems(server, records, active_before=before))
 
 
 def test_calls_at_once_each_end_as_their_scenario_says(server: EmbeddedServer) -> None:
     before = server.active_calls()
     records = server.place_calls([QUICK] * AT_ONCE, stagger_s=0.3)
-    assert call_problems(records) == []
-    assert staff_view_problems(server, records, active_before=before) == []
+    assert_none(call_problems(records))
+    assert_none(staff_view_problems(server, records, active_before=before))

@@ -10,11 +10,9 @@ redis-py 8's 5 s default socket timeout used to close with 1011 after a few seco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.live.expect import call_problems, caller_idle_stretches, staff_view_problems
+from tests.live.expect import assert_none, call_problems, caller_idle_stretches, staff_view_problems
 from tests.live.harness import ProductionTopology
 
 pytestmark = pytest.mark.production_topology
@@ -23,12 +21,6 @@ LONG_CALL = "long_call_with_pauses"
 AT_ONCE = 8
 MIN_CALL_SECONDS = 60.0
 MIN_IDLE_SECONDS = 20.0
-
-
-@pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionTopology]:
-    with ProductionTopology(tmp_path_factory.mktemp("production")) as deployment:
-        yield deployment
 
 
 def test_long_calls_at_once_behind_nginx_all_end_with_the_right_rows(
@@ -41,12 +33,12 @@ def test_long_calls_at_once_behind_nginx_all_end_with_the_right_rows(
 
     records = topology.place_calls([LONG_CALL] * AT_ONCE, stagger_s=1.0)
 
-    assert call_problems(records) == []
+    assert_none(call_problems(records))
     for record in records:
         assert record["close_code"] != 1011, record
         assert record["duration_s"] >= MIN_CALL_SECONDS, record["duration_s"]
         assert max(caller_idle_stretches(record)) >= MIN_IDLE_SECONDS, record["lines"]
-    assert staff_view_problems(topology, records, active_before=before) == []
+    assert_none(staff_view_problems(topology, records, active_before=before))
     # The webhook went to server a and every stream to server b, through nginx.
     finished = {
         name: topology.metric_value("voice_calls_total", server=name) - calls_before[name]

@@ -26,7 +26,7 @@ from tests.live.deployment import (
     clean_environment,
     makefile_command,
 )
-from tests.live.netfaults import SmtpSink, TcpProxy
+from tests.live.netfaults import SmtpSink, TcpProxy, TwilioRest
 from tests.live.processes import (
     START_TIMEOUT_S,
     HarnessError,
@@ -56,6 +56,8 @@ class ProductionTopology(Deployment):
         self.key = tmp / "tls" / "key.pem"
         self.proxy: TcpProxy | None = None
         self.smtp: SmtpSink | None = None
+        self.account_sid = "AC" + secrets.token_hex(16)
+        self.twilio: TwilioRest | None = None
         self.redis: ManagedProcess | None = None
         self.servers: dict[str, ManagedProcess] = {}
         self._extra_env = extra_env
@@ -64,7 +66,7 @@ class ProductionTopology(Deployment):
     # --- environment ----------------------------------------------------------------------
 
     def _environment(self, database_port: int) -> dict[str, str]:
-        assert self.smtp is not None
+        assert self.smtp is not None and self.twilio is not None
         return clean_environment(
             APP_ENV="production",
             SECRET_KEY=secrets.token_urlsafe(64),
@@ -73,8 +75,9 @@ class ProductionTopology(Deployment):
             REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
             FIELD_ENCRYPTION_KEYS=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             BLIND_INDEX_KEY=secrets.token_urlsafe(40),
-            TWILIO_ACCOUNT_SID="AC" + secrets.token_hex(16),
+            TWILIO_ACCOUNT_SID=self.account_sid,
             TWILIO_AUTH_TOKEN=self.auth_token,
+            TWILIO_API_BASE_URL=self.twilio.base_url,
             PUBLIC_BASE_URL=self.public_base_url,
             FRONT_DESK_NUMBER=FRONT_DESK,
             CLINIC_OPENING_HOURS=ALWAYS_OPEN,
@@ -103,6 +106,7 @@ class ProductionTopology(Deployment):
         self._create_database()
         self.proxy = TcpProxy(POSTGRES_PORT)
         self.smtp = SmtpSink()
+        self.twilio = TwilioRest(account_sid=self.account_sid, auth_token=self.auth_token)
         # Servers, worker and beat reach PostgreSQL through the proxy (cut_database()).
         self.env = self._environment(self.proxy.port)
         self.start_redis()
@@ -134,6 +138,8 @@ class ProductionTopology(Deployment):
             self.proxy.close()
         if self.smtp is not None:
             self.smtp.close()
+        if self.twilio is not None:
+            self.twilio.close()
         if self._database_created:
             _psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
