@@ -12,10 +12,15 @@ BENCHMARKS = (
     "bench.calls",
     "bench.stt",
     "bench.spoken_calls",
+    "bench.soak",
 )
 # Arguments each benchmark gets here; run a module by itself for its full form (the whole
 # spoken-call evaluation takes about two hours in real time).
-ARGUMENTS = {"bench.stt": ["--quick"], "bench.spoken_calls": ["--quick"]}
+ARGUMENTS = {
+    "bench.stt": ["--quick"],
+    "bench.spoken_calls": ["--quick"],
+    "bench.soak": ["--calls", "2", "--minutes", "2"],
+}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHMARKS)
