@@ -10,23 +10,31 @@ voice. What the caller hears and what staff find afterwards:
   transferred with a follow-up; the process exits 0, and only after those rows are written.
 - kill -9: nothing of the dead process survives it (no orphaned children); a second server
   on the same database finishes the call within a minute of the death, as abandoned with a
-  "call dropped" follow-up and a duration that ends at its last heartbeat.
+  "call dropped" follow-up and a duration that ends at its last heartbeat. On the
+  production topology (marker ``production_topology``) the survivors are the other server
+  and Celery beat, on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from tests.live.harness import DEMO_SCENARIO, FRONT_DESK, EmbeddedServer, Rows
-from tests.live.processes import alive, descendants, http_get, wait_until
+from tests.live.harness import (
+    DEMO_SCENARIO,
+    FRONT_DESK,
+    Deployment,
+    EmbeddedServer,
+    ProductionTopology,
+    Rows,
+)
+from tests.live.processes import ManagedProcess, alive, descendants, http_get, wait_until
 from voice.drain import HANDOVER_TRANSFER_LINE
-
-pytestmark = pytest.mark.live
 
 GRACE_S = 30
 """DRAIN_GRACE_SECONDS for the SIGTERM test: long enough to reach a safe point (the end of
@@ -35,7 +43,7 @@ SWEEP_DEADLINE_S = 60.0
 """A call whose process died is finished within a minute of the death (issue 9)."""
 
 
-def _live_call(server: EmbeddedServer) -> dict[str, object]:
+def _live_call(server: Deployment) -> dict[str, object]:
     """The call in progress once the agent has said something (the greeting is stored)."""
 
     def live(rows: Rows) -> bool:
@@ -45,11 +53,20 @@ def _live_call(server: EmbeddedServer) -> dict[str, object]:
     return next(call for call in rows["calls"] if not call["finished"])
 
 
+def _swept(managed: ManagedProcess, call: dict[str, object]) -> bool:
+    """The process logged the sweep of ``call`` (console, JSON or Celery's log lines)."""
+    mentions = re.compile(rf"""call_id['"]?(=|: ){call["id"]}\b""")
+    return any(
+        "call_swept" in line and mentions.search(line) for line in managed.log_text().splitlines()
+    )
+
+
 def _twiml_tags(body: str) -> list[str]:
     root = ET.fromstring(body)  # noqa: S314 - our own server's TwiML
     return [child.tag for child in root]
 
 
+@pytest.mark.live
 def test_sigterm_mid_call_hands_the_caller_over_and_exits_after_the_writes(
     tmp_path: Path,
 ) -> None:
@@ -94,6 +111,7 @@ def test_sigterm_mid_call_hands_the_caller_over_and_exits_after_the_writes(
     assert "server_exited" in log
 
 
+@pytest.mark.live
 def test_kill9_mid_call_leaves_no_orphans_and_a_survivor_sweeps_the_call(
     tmp_path: Path,
 ) -> None:
@@ -134,3 +152,40 @@ def test_kill9_mid_call_leaves_no_orphans_and_a_survivor_sweeps_the_call(
     assert swept_after <= SWEEP_DEADLINE_S, swept_after
     assert call["duration_seconds"] <= killed_at - placed_at + 1, call
     assert active == 0
+
+
+@pytest.mark.production_topology
+def test_kill9_of_the_stream_server_is_swept_by_the_survivors(tmp_path: Path) -> None:
+    """Production: the stream's server dies; server a (its periodic sweep) and Celery beat
+    are still running, and one of them finishes the call on PostgreSQL within a minute."""
+    with ProductionTopology(tmp_path) as topology:
+        batch = topology.start_calls([DEMO_SCENARIO])
+        batch.wait_prepared()
+        placed_at = time.monotonic()
+        live = _live_call(topology)
+        pid = topology.server_pid("b")
+        children = descendants(pid)
+
+        topology.kill9("b")
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: not any(alive(p) for p in [pid, *children]),
+            timeout_s=10,
+            what=f"the killed server and its children {children} to be gone",
+        )
+        [record] = batch.results()
+        rows = topology.wait_for_rows(
+            lambda rows: all(call["finished"] for call in rows["calls"]),
+            timeout_s=SWEEP_DEADLINE_S + 30,
+            what="the dead server's call to be swept",
+        )
+        swept_after = time.monotonic() - killed_at
+        sweepers = [managed.name for managed in topology.processes if _swept(managed, live)]
+
+    assert record.get("error") is None and record["close_code"] == 1006, record
+    [call] = [c for c in rows["calls"] if c["call_sid"] == live["call_sid"]]
+    assert call["outcome"] == "abandoned", call
+    assert call["followups"] == ["call_dropped"], call
+    assert swept_after <= SWEEP_DEADLINE_S, swept_after
+    assert call["duration_seconds"] <= killed_at - placed_at + 1, call
+    assert sweepers, "no surviving process logged the sweep"
