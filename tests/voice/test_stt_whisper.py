@@ -23,7 +23,7 @@ from clinic.config import ConfigError, load_config
 from tests.voice.conftest import Collected, collecting
 from tests.voice.signals import click, frames_of, quiet, voiced
 from voice.audio import FRAME_MS, frame_mulaw, telephone_mulaw
-from voice.stt import stt_from_settings
+from voice.stt import preload_from_settings, stt_from_settings
 from voice.stt.base import Final
 from voice.stt.whisper_decode import WhisperEngine, engine_from_settings, whisper_prompt
 from voice.stt.whisper_model import MODELS, ModelIntegrityError, prepare_model, sha256_of
@@ -371,3 +371,11 @@ def test_the_prompt_names_what_the_question_expects_and_no_red_flags() -> None:
     assert whisper_prompt([]) is None
     long = [f"Doctor Number{i:03d}" for i in range(100)]
     assert len(whisper_prompt(long) or "") <= 201
+
+
+async def test_preload_loads_the_model_and_decodes_once_before_any_call() -> None:
+    with override_settings(STT_PROVIDER="whisper"):
+        await preload_from_settings()
+    engine = engine_from_settings()
+    assert engine.loaded
+    assert engine.decodes >= 1  # the warm-up decode
