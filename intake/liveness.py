@@ -35,6 +35,14 @@ log = get_logger(__name__)
 
 SWEEP_BATCH = 200
 """Calls finished per sweep at most; the next sweep takes the rest."""
+UNATTACHED_BACKSTOP = datetime.timedelta(hours=1)
+"""When a call that never had a stream is taken for lost.
+
+Its stream never attached: the caller hung up during the answer, or the stream was refused
+(a draining process, a database outage) and Twilio went on to the ``<Dial>``, so the caller
+may be talking to the front desk right now. Twilio's own callbacks finish such calls (the
+``<Dial>`` action, the final status); the sweep only stands in for a callback that was lost
+(the database was down when it came), so it waits longer than any front-desk call."""
 
 
 def call_heartbeat(*, call_id: int, served_by: str, now: datetime.datetime | None = None) -> bool:
@@ -62,15 +70,14 @@ def calls_sweep_stale(
     *,
     now: datetime.datetime | None = None,
     stale_after: datetime.timedelta,
-    attach_within: datetime.timedelta | None = None,
+    attach_within: datetime.timedelta = UNATTACHED_BACKSTOP,
     limit: int = SWEEP_BATCH,
 ) -> list[SweptCall]:
     """Finish the calls in progress that no process serves any more; return those finished.
 
     A call is stale when its heartbeat is older than ``stale_after``, or when it has no
-    heartbeat at all (its stream never attached: the caller hung up during the answer, or the
-    stream landed on a process that refused it) and started more than ``attach_within`` ago
-    (default ``stale_after``). Each is finished as abandoned, or with the goal the caller had
+    heartbeat at all and started more than ``attach_within`` ago (see
+    :data:`UNATTACHED_BACKSTOP`). Each is finished as abandoned, or with the goal the caller had
     already reached ("booked" stays booked), and a "call dropped" follow-up when nothing was
     done for them. A held slot is given back.
 
@@ -80,7 +87,7 @@ def calls_sweep_stale(
     """
     now = now or timezone.now()
     beat_cutoff = now - stale_after
-    attach_cutoff = now - (attach_within if attach_within is not None else stale_after)
+    attach_cutoff = now - attach_within
     stale = (
         Call.objects.filter(outcome=Call.Outcome.IN_PROGRESS)
         .filter(

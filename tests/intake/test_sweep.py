@@ -80,8 +80,20 @@ def test_a_call_whose_heartbeat_stopped_is_finished_as_dropped_at_its_last_heart
     assert not live.followups.exists()
 
 
-def test_a_call_whose_stream_never_attached_is_finished_once_the_bound_has_passed() -> None:
-    never = _call(started_s_ago=90, beat_s_ago=None)
+def test_a_call_whose_stream_never_attached_is_left_to_twilios_callbacks_for_long() -> None:
+    """Its stream may have been refused, and the caller put through to the front desk: the
+    <Dial> callback finishes it, however long the conversation there."""
+    at_the_front_desk = _call(started_s_ago=20 * 60, beat_s_ago=None)
+
+    assert liveness.calls_sweep_stale(stale_after=STALE) == []
+
+    at_the_front_desk.refresh_from_db()
+    assert at_the_front_desk.outcome == Call.Outcome.IN_PROGRESS
+
+
+def test_a_call_whose_stream_never_attached_is_finished_once_the_backstop_has_passed() -> None:
+    backstop = liveness.UNATTACHED_BACKSTOP.total_seconds()
+    never = _call(started_s_ago=backstop + 60, beat_s_ago=None)
     answering = _call(started_s_ago=3, beat_s_ago=None)
 
     swept = liveness.calls_sweep_stale(stale_after=STALE)
