@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+RETRY_SECONDS = 1.0
+"""After a failed heartbeat (database unreachable), the next try comes this soon."""
 SAFE_POINT_WAIT_SECONDS = 30.0
 """How long a session whose call was finished elsewhere waits for a safe point to hand over."""
 
@@ -40,24 +42,35 @@ _HANDOVERS: set[asyncio.Task[None]] = set()
 async def keep_beating(session: CallSession) -> None:
     """Write the call's heartbeat now and every ``CALL_HEARTBEAT_SECONDS`` until cancelled.
 
-    A failed write (database down) is logged and retried at the next beat: the call goes on,
-    and a sweep that finished it meanwhile is noticed at the first beat that gets through.
+    A failed write (database down) is logged and retried every second: the call goes on, and
+    a sweep that finished it meanwhile is noticed at the first beat that gets through.
     """
     interval = float(settings.CALL_HEARTBEAT_SECONDS)
     served_by = lifecycle.process_identity()
+    failing = False
     while True:
         try:
             alive = await database_sync_to_async(liveness.call_heartbeat)(
                 call_id=session.call_id, served_by=served_by
             )
         except DatabaseError as exc:
-            log.warning("call_heartbeat_failed", call_id=session.call_id, error=type(exc).__name__)
-        else:
-            if not alive:
-                task = asyncio.create_task(_hand_over_when_safe(session))
-                _HANDOVERS.add(task)
-                task.add_done_callback(_HANDOVERS.discard)
-                return
+            if not failing:  # once per outage, not once a second
+                log.warning(
+                    "call_heartbeat_failed", call_id=session.call_id, error=type(exc).__name__
+                )
+            failing = True
+            # Beat again as soon as the database is back, before a sweeper (which waited for
+            # it too) takes the quiet for a death.
+            await asyncio.sleep(min(interval, RETRY_SECONDS))
+            continue
+        if failing:
+            log.info("call_heartbeat_restored", call_id=session.call_id)
+            failing = False
+        if not alive:
+            task = asyncio.create_task(_hand_over_when_safe(session))
+            _HANDOVERS.add(task)
+            task.add_done_callback(_HANDOVERS.discard)
+            return
         await asyncio.sleep(interval)
 
 
