@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from clinic import lifecycle
 from clinic.asgi import application
+from clinic.config import ConfigError, load_config
 from intake import liveness
 from intake.models import Call, FollowUp, Turn
 from tests.factories import CallFactory
@@ -29,6 +30,7 @@ from tests.voice.test_stream_consumer import deepgram_settings, next_event, open
 from tests.voice.test_webhooks import answer_params, signed_post, twiml_of
 from tests.voice.twilio_stream import TwilioStream, signed_headers
 from voice import drain, heartbeat
+from voice.management.commands import serve
 from voice.models import StreamGrant
 from voice.signatures import STREAM_PATH
 from voice.tasks import sweep_stale_calls
@@ -86,6 +88,37 @@ async def agent_texts(call: Call) -> list[str]:
 
 async def followup_reasons(call: Call) -> list[str]:
     return [reason async for reason in call.followups.values_list("reason", flat=True)]
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"DRAIN_GRACE_SECONDS": "-1"}, "DRAIN_GRACE_SECONDS"),
+        ({"DRAIN_GRACE_SECONDS": "soon"}, "DRAIN_GRACE_SECONDS"),
+        ({"DRAIN_GRACE_SECOND": "20"}, "DRAIN_GRACE_SECOND"),  # misspelled
+        ({"CALL_HEARTBEAT_SECONDS": "0"}, "CALL_HEARTBEAT_SECONDS"),
+        ({"CALL_SWEEP_SECONDS": "0.5"}, "CALL_SWEEP_SECONDS"),
+        # Two missed beats must never look like a death.
+        ({"CALL_HEARTBEAT_SECONDS": "20", "CALL_STALE_SECONDS": "30"}, "CALL_STALE_SECONDS"),
+    ],
+)
+def test_wrong_drain_and_heartbeat_settings_stop_start_up_naming_the_variable(
+    environ: dict[str, str], variable: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(environ)
+    assert str(refused.value).startswith(f"{variable}: ")
+    assert "\n" not in str(refused.value)
+
+
+def test_the_stop_timeout_a_process_manager_must_allow() -> None:
+    config = load_config({})
+    assert config.drain_grace_seconds == 20
+    # README: at least DRAIN_GRACE_SECONDS + 35 s, 60 s with the default grace.
+    assert serve.stop_timeout_seconds() == config.drain_grace_seconds + 35 <= 60
 
 
 # --- the process as others see it -------------------------------------------------------------
