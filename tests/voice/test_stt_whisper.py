@@ -379,3 +379,26 @@ async def test_preload_loads_the_model_and_decodes_once_before_any_call() -> Non
     engine = engine_from_settings()
     assert engine.loaded
     assert engine.decodes >= 1  # the warm-up decode
+
+
+async def test_a_turn_longer_than_whispers_window_is_decoded_in_pieces(
+    engine: WhisperEngine,
+) -> None:
+    """A monologue is cut at ``max_utterance_ms`` (28 s on a call; 2.5 s here) and decoded
+    while the caller goes on: finals as it goes, one UtteranceEnd when they stop."""
+    stt = WhisperSTT(engine=engine, max_utterance_ms=2500)
+    await stt.start()
+    line = Line(stt)
+    async with collecting(stt) as got:
+        await line.quiet(300)
+        speech = "My name is Maria Gonzalez and I would like to book an appointment for Tuesday"
+        await line.send(await phone_speech(speech, "en-us+m3"))
+        await line.until_turns(got, 1)
+        await stt.close()
+        await got.finished(limit_s=30)
+    kinds = got.kinds()
+    assert kinds[0] == "SpeechStarted" and kinds.count("SpeechStarted") == 1
+    assert kinds[-1] == "UtteranceEnd" and kinds.count("UtteranceEnd") == 1
+    assert kinds.count("Final") >= 2 and "NothingHeard" not in kinds
+    heard = [word for event in got.events if isinstance(event, Final) for word in words(event.text)]
+    assert {"maria", "tuesday"} <= set(heard)

@@ -56,6 +56,8 @@ from voice.stt.whisper_decode import WhisperEngine, engine_from_settings, whispe
 log = get_logger(__name__)
 
 ENGINE = "whisper"
+MAX_CONSECUTIVE_FAILURES = 3
+MIN_DECODE_SAMPLES = TWILIO_RATE // 10  # 100 ms
 
 
 class AudioBudget:
@@ -236,7 +238,8 @@ class WhisperSTT:
 
     def _end(self, *, last: bool) -> None:
         assert self._utterance is not None
-        audio = np.concatenate(self._utterance)
+        # Empty when a hang-up follows right after a monologue was cut.
+        audio = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.int16)
         self._utterance = None if last else []
         self._utterance_samples = 0
         self._segments.put_nowait(_Segment(audio, self._prompt, time.monotonic(), last))
@@ -244,24 +247,42 @@ class WhisperSTT:
     # --- decoding (the engine's threads) -------------------------------------------------
 
     async def _decode_segments(self) -> None:
-        try:
-            while (segment := await self._segments.get()) is not None:
+        failures = 0
+        while (segment := await self._segments.get()) is not None:
+            try:
                 await self._decode(segment)
-        except Exception:
-            log.exception("stt_decoder_failed", call_id=self._call_id, engine=ENGINE)
-            self._events.fail(SpeechToTextError("whisper_failed"))
+                failures = 0
+            except Exception as exc:
+                # One bad utterance is "nothing heard" (the caller is asked again); an engine
+                # that keeps failing ends this call's recognition.
+                failures += 1
+                log.error(
+                    "stt_decode_failed",
+                    call_id=self._call_id,
+                    engine=ENGINE,
+                    error=type(exc).__name__,
+                    failures=failures,
+                )
+                self._close_turn(segment, text="", confidence=0.0, latency_ms=0.0)
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    self._events.fail(SpeechToTextError("whisper_failed"))
+                    return
 
     async def _decode(self, segment: _Segment) -> None:
-        try:
-            result = await asyncio.wait_for(
-                self.engine.transcribe(segment.pcm8k, segment.prompt), self._decode_timeout_s
-            )
-            text, confidence = result.text, result.confidence
-        except TimeoutError:
-            # The decode goes on in its thread and its result is dropped; the caller is
-            # told nothing was heard (and will be asked again) instead of waiting on.
-            log.error("stt_decode_timeout", call_id=self._call_id, engine=ENGINE)
-            text, confidence = "", 0.0
+        text, confidence = "", 0.0
+        if segment.pcm8k.size < MIN_DECODE_SAMPLES:
+            pass  # nothing worth a decode (a hang-up right after a monologue was cut)
+        else:
+            try:
+                result = await asyncio.wait_for(
+                    self.engine.transcribe(segment.pcm8k, segment.prompt),
+                    self._decode_timeout_s,
+                )
+                text, confidence = result.text, result.confidence
+            except TimeoutError:
+                # The decode goes on in its thread and its result is dropped; the caller is
+                # told nothing was heard (and will be asked again) instead of waiting on.
+                log.error("stt_decode_timeout", call_id=self._call_id, engine=ENGINE)
         self.utterances += 1
         latency_ms = (time.monotonic() - segment.ended_at) * 1000.0
         log.info(
@@ -274,6 +295,11 @@ class WhisperSTT:
             prompted=segment.prompt is not None,
             decode_ms=round(latency_ms),
         )
+        self._close_turn(segment, text=text, confidence=confidence, latency_ms=latency_ms)
+
+    def _close_turn(
+        self, segment: _Segment, *, text: str, confidence: float, latency_ms: float
+    ) -> None:
         if text:
             self._events.put(Final(text, confidence, stt_latency_ms=latency_ms))
             self._turn_has_final = True
