@@ -44,7 +44,7 @@ def test_no_configuration_gives_the_embedded_defaults() -> None:
     assert config.database["ENGINE"] == "django_prometheus.db.backends.sqlite3"
     assert config.redis_url is None
     assert (config.stt_provider, config.tts_provider, config.nlu_provider) == (
-        "pocketsphinx",
+        "whisper",
         "espeak",
         "rules",
     )
@@ -95,7 +95,7 @@ def test_production_refuses_unsafe_settings(change: dict[str, str | None], varia
         ({"CALL_SILENCE_SECONDS": "soon"}, "CALL_SILENCE_SECONDS"),
         ({"DEBUG": "maybe"}, "DEBUG"),
         ({"APP_ENV": "staging"}, "APP_ENV"),
-        ({"STT_PROVIDER": "whisper"}, "STT_PROVIDER"),
+        ({"STT_PROVIDER": "vosk"}, "STT_PROVIDER"),
         ({"CLINIC_TIME_ZONE": "Mars/Olympus"}, "CLINIC_TIME_ZONE"),
         ({"FIELD_ENCRYPTION_KEYS": "not-a-key"}, "FIELD_ENCRYPTION_KEYS"),
         ({"FRONT_DESK_NUMBER": "555-1234"}, "FRONT_DESK_NUMBER"),
