@@ -38,6 +38,12 @@ from tests.live.processes import (
 )
 
 POSTGRES_PORT = 5432
+TOPOLOGY_RECOGNISER = "pocketsphinx"
+"""The offline recogniser the topology runs (a deployment at scale runs Deepgram). These tests
+are about the shape of the deployment, not about hearing: PocketSphinx decodes the scenarios'
+menu phrase with its grammar the same way every time and cheaply, with eight calls at once
+on two cores. The embedded tests run the default recogniser, as `make run` does. Pass
+``STT_PROVIDER=...`` to :class:`ProductionTopology` to run another."""
 
 
 class ProductionTopology(Deployment):
@@ -60,7 +66,7 @@ class ProductionTopology(Deployment):
         self.twilio: TwilioRest | None = None
         self.redis: ManagedProcess | None = None
         self.servers: dict[str, ManagedProcess] = {}
-        self._extra_env = extra_env
+        self._extra_env = {"STT_PROVIDER": TOPOLOGY_RECOGNISER, **extra_env}
         self._database_created = False
 
     # --- environment ----------------------------------------------------------------------
