@@ -2,6 +2,14 @@
 
 A load balancer takes a process out of rotation when ``/health/ready`` answers 503, so every
 check has a short timeout and one failing dependency never hangs the probe.
+
+Only what is wrong with *this process* makes it unready (it is draining). A shared
+dependency that is down (the database, Redis, the broker) is down for every process alike:
+taking them all out of rotation would leave Twilio nothing to call, while each process can
+still answer the phone and put the caller through to a person (``voice.views.answer``), and
+Redis is not on a call's audio path at all. Those checks are reported, and the status says
+"degraded", but the answer stays 200; alerting on them is the monitoring's job
+(``health_check_failed`` log lines, the metrics).
 """
 
 from __future__ import annotations
@@ -101,6 +109,10 @@ def _broker_roundtrip() -> None:
 
 async def check_celery_broker() -> None:
     await sync_to_async(_broker_roundtrip, thread_sensitive=False)()
+
+
+CRITICAL_CHECKS = frozenset({"process"})
+"""Checks whose failure makes this process unready (503); the rest only degrade it."""
 
 
 def enabled_checks() -> dict[str, Callable[[], Awaitable[None]]]:

@@ -6,7 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from clinic.health import run_checks
+from clinic.health import CRITICAL_CHECKS, run_checks
 
 
 @never_cache
@@ -19,11 +19,16 @@ async def live(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 async def ready(request: HttpRequest) -> JsonResponse:
-    """Every dependency answered; 503 with each check's status and latency otherwise."""
+    """Each check's status and latency; 503 only when this process cannot take calls.
+
+    "ok": everything answered; "degraded": a shared dependency failed (200: see
+    :mod:`clinic.health` for why); "fail": the process itself is not ready (503).
+    """
     results = await run_checks()
-    healthy = all(result.ok for result in results)
+    ready = all(result.ok for result in results if result.name in CRITICAL_CHECKS)
+    degraded = not all(result.ok for result in results)
     body = {
-        "status": "ok" if healthy else "fail",
+        "status": "fail" if not ready else "degraded" if degraded else "ok",
         "checks": {result.name: result.as_dict() for result in results},
     }
-    return JsonResponse(body, status=200 if healthy else 503)
+    return JsonResponse(body, status=200 if ready else 503)

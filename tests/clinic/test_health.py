@@ -41,7 +41,9 @@ def redis_settings(url: str) -> dict[str, object]:
     }
 
 
-async def test_ready_reports_a_stopped_redis_as_503(throwaway_redis: ThrowawayRedis) -> None:
+async def test_a_stopped_redis_degrades_readiness_but_the_process_stays_in_rotation(
+    throwaway_redis: ThrowawayRedis,
+) -> None:
     with override_settings(**redis_settings(throwaway_redis.url)):
         healthy = await AsyncClient().get("/health/ready")
         assert healthy.status_code == 200, healthy.json()
@@ -55,7 +57,9 @@ async def test_ready_reports_a_stopped_redis_as_503(throwaway_redis: ThrowawayRe
         throwaway_redis.stop()
         failing = await AsyncClient().get("/health/ready")
 
-    assert failing.status_code == 503
+    # Calls do not need Redis (the audio path never touches it): stay in rotation, say so.
+    assert failing.status_code == 200
+    assert failing.json()["status"] == "degraded"
     checks = failing.json()["checks"]
     assert checks["database"]["status"] == "ok"
     for name in ("redis", "channel_layer", "celery_broker"):
