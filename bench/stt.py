@@ -106,6 +106,7 @@ ENGINES = ("whisper-base", "whisper-tiny.en", "pocketsphinx-grammar", "pocketsph
 VOICES = ("espeak", *CALLER_VOICES)
 TURNS_PER_CALL_MINUTE = 6.0
 LEAD_MS, TAIL_MS = 300, 700
+LOAD_S = [float("nan")]
 
 
 def context() -> Context:
@@ -145,7 +146,9 @@ def decoder_for(engine: str) -> Any:
             cache_dir=Path(settings.STT_MODEL_DIR),
             threads=settings.STT_WHISPER_THREADS,
         )
-        whisper.warm_up()
+        started = time.perf_counter()
+        whisper.warm_up()  # what preload() does: check, load, one warm-up decode
+        LOAD_S[0] = time.perf_counter() - started
 
         def decode_whisper(pcm8k: PcmArray, hints: list[str]) -> str:
             return whisper.transcribe_blocking(pcm8k, whisper_prompt(hints)).text
@@ -186,7 +189,60 @@ def child(engine: str, clips_path: Path, out: Path) -> None:
             }
         )
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out.write_text(json.dumps({"engine": engine, "rss_mb": rss_mb, "results": results}))
+    out.write_text(
+        json.dumps({"engine": engine, "rss_mb": rss_mb, "load_s": LOAD_S[0], "results": results})
+    )
+
+
+async def concurrent_calls(
+    model: str, workers: int, threads: int, calls: int, clips_path: Path
+) -> dict[str, Any]:
+    """``calls`` callers on one engine, each answering turn after turn as on a call (a turn's
+    clip, then 3 s for the agent's reply and the next answer): the end-of-speech to
+    transcript latency each one sees, and the worst event-loop stall meanwhile."""
+    from voice.stt.whisper_decode import WhisperEngine
+
+    engine = WhisperEngine(
+        model=model, cache_dir=Path(settings.STT_MODEL_DIR), threads=threads, workers=workers
+    )
+    engine.warm_up()
+    clips = np.load(clips_path)
+    keys = list(clips.files)
+    latencies: list[float] = []
+    worst_lag = 0.0
+    stop = asyncio.Event()
+
+    async def watch_loop() -> None:
+        nonlocal worst_lag
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            worst_lag = max(worst_lag, time.perf_counter() - before - 0.01)
+
+    async def caller(number: int) -> None:
+        await asyncio.sleep(number * 0.7)  # calls do not start in step
+        for turn in range(6):
+            clip = clips[keys[(number * 7 + turn) % len(keys)]]
+            await asyncio.sleep(clip.size / 8000)  # the caller speaks
+            started = time.perf_counter()
+            await engine.transcribe(clip, None)
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(3.0)  # the agent answers
+
+    watcher = asyncio.create_task(watch_loop())
+    cpu0 = time.process_time()
+    await asyncio.gather(*(caller(n) for n in range(calls)))
+    stop.set()
+    await watcher
+    ordered = sorted(latencies)
+    return {
+        "config": f"{model} {calls} calls, {workers} worker(s) x {threads} thread(s)",
+        "p50": ordered[len(ordered) // 2],
+        "p90": ordered[int(len(ordered) * 0.9)],
+        "max": ordered[-1],
+        "loop_lag": worst_lag,
+        "cpu_s": time.process_time() - cpu0,
+    }
 
 
 def key_heard(key: str, heard: str) -> bool:
@@ -220,6 +276,7 @@ def summarise(data: dict[str, Any]) -> dict[str, Any]:
         "cpu_per_call_minute": cpu_per_minute,
         "calls_per_core": 60.0 / cpu_per_minute if cpu_per_minute else float("inf"),
         "rss_mb": data["rss_mb"],
+        "load_s": data.get("load_s", float("nan")),
     }
 
 
@@ -238,11 +295,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every third utterance")
     parser.add_argument("--examples", type=int, default=6, help="misheard examples per engine")
     parser.add_argument(
+        "--concurrency",
+        default="base:1:2,base:2:1,tiny.en:1:2",
+        help="model:workers:threads configurations for four concurrent calls ('' to skip)",
+    )
+    parser.add_argument("--calls", type=int, default=4)
+    parser.add_argument(
         "--child", nargs=3, metavar=("ENGINE", "CLIPS", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        engine, clips_path, out = args.child
+        if engine.startswith("concurrency:"):
+            _, model, workers, threads, calls = engine.split(":")
+            result = asyncio.run(
+                concurrent_calls(model, int(workers), int(threads), int(calls), Path(clips_path))
+            )
+            Path(out).write_text(json.dumps(result))
+        else:
+            child(engine, Path(clips_path), Path(out))
         return
     engines = [e for e in args.engines.split(",") if e]
     voices = [v for v in args.voices.split(",") if v]
@@ -268,24 +339,48 @@ def main() -> None:
             )
             datas.append(json.loads(out.read_text()))
             print(f"  {engine}: done", flush=True)
+        concurrency = []
+        for config in [c for c in args.concurrency.split(",") if c]:
+            out = Path(tmp) / "concurrency.json"
+            subprocess.run(
+                [
+                    *(sys.executable, "-m", "bench.stt", "--child"),
+                    f"concurrency:{config}:{args.calls}",
+                    str(clips),
+                    str(out),
+                ],
+                check=True,
+                timeout=3600,
+            )
+            concurrency.append(json.loads(out.read_text()))
     print()
     print(
         f"{'engine':22} {'WER espeak':>10} {'WER piper':>9} {'key':>5} {'RTF':>6} "
-        f"{'CPU/audio s':>11} {'CPU s/call-min':>14} {'calls/core':>10} {'RSS MB':>7}"
+        f"{'CPU/audio s':>11} {'CPU s/call-min':>14} {'calls/core':>10} {'RSS MB':>7} "
+        f"{'preload s':>9}"
     )
     for data in datas:
         s = summarise(data)
         print(
             f"{s['engine']:22} {s['wer_espeak']:10.0%} {s['wer_piper']:9.0%} {s['key']:5.0%} "
             f"{s['rtf']:6.3f} {s['cpu_per_audio_s']:11.3f} {s['cpu_per_call_minute']:14.2f} "
-            f"{s['calls_per_core']:10.1f} {s['rss_mb']:7.0f}"
+            f"{s['calls_per_core']:10.1f} {s['rss_mb']:7.0f} {s['load_s']:9.1f}"
         )
-    print("\nkey items heard, by question:")
-    categories = list(by_category(datas[0]))
-    print(f"{'engine':22} " + " ".join(f"{c[:9]:>9}" for c in categories))
+    categories = list(by_category(datas[0])) if datas else []
+    if categories:
+        print("\nkey items heard, by question:")
+        print(f"{'engine':22} " + " ".join(f"{c[:9]:>9}" for c in categories))
     for data in datas:
         shares = by_category(data)
         print(f"{data['engine']:22} " + " ".join(f"{shares[c]:9.0%}" for c in categories))
+    if concurrency:
+        print("\nconcurrent calls on one engine: end of speech -> transcript, event-loop stall")
+        for row in concurrency:
+            print(
+                f"  {row['config']:42} p50 {row['p50'] * 1000:5.0f} ms  p90 "
+                f"{row['p90'] * 1000:5.0f} ms  max {row['max'] * 1000:5.0f} ms  "
+                f"worst loop stall {row['loop_lag'] * 1000:4.0f} ms  CPU {row['cpu_s']:.0f} s"
+            )
     for data in datas:
         wrong = [
             r for r in data["results"] if not key_heard(UTTERANCES[r["index"]][2], r["heard"])
