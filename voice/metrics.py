@@ -61,3 +61,9 @@ STT_AUDIO_DROPPED = Counter(
     "Caller audio dropped because a stream sent it faster than real time (per-stream budget).",
     ["engine"],
 )
+OVER_BUDGET = Counter(
+    "voice_stream_messages_over_budget_total",
+    "Media-stream messages dropped unread: the stream sent more than real time allows "
+    "(kind: message = any message, control = marks, keypresses and other non-media).",
+    ["kind"],
+)

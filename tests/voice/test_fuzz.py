@@ -262,9 +262,11 @@ def _new_call() -> tuple[Call, str]:
 
 
 def _dropped_total() -> float:
+    """Messages the consumer dropped: malformed or out of order, or over the stream's budget."""
     total = 0.0
-    for family in metrics.MALFORMED.collect():
-        total += sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
+    for counter in (metrics.MALFORMED, metrics.OVER_BUDGET):
+        for family in counter.collect():
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
     return total
 
 
