@@ -22,9 +22,11 @@ message is parsed, and again after, for messages that are not media:
   that a flood of marks or dtmf cannot reach the session even inside the message budget.
 
 What is over budget is dropped unread, counted (``voice_stream_messages_over_budget_total``
-by kind) and logged once per episode, not once per message: a flood must not become a flood
-of log lines. A well-behaved stream never comes near either limit, and the budget never closes
-a call: a caller behind a misbehaving carrier still reaches the agent with what gets through.
+by kind) and logged at most once per :data:`LOG_INTERVAL_SECONDS` per stream and kind, with
+the running count: a flood must not become a flood of log lines (a bucket that refills
+between drops would otherwise start a new "episode" every few milliseconds). A well-behaved
+stream never comes near either limit, and the budget never closes a call: a caller behind a
+misbehaving carrier still reaches the agent with what gets through.
 
 The recogniser's own budget (audio seconds against wall-clock seconds) is separate; this one
 bounds the cost of the wire itself. The rates are Twilio's protocol, not something a clinic
@@ -56,6 +58,9 @@ CONTROL_PER_SECOND = 10.0
 """Sustained non-media messages: a mark per agent utterance, a dtmf per key pressed."""
 CONTROL_BURST = 50
 """Non-media messages at once: the marks Twilio echoes together after a ``clear``, with room."""
+
+LOG_INTERVAL_SECONDS = 10.0
+"""At most one ``stream_over_budget`` line per stream and kind in this long."""
 
 MESSAGE = "message"
 CONTROL = "control"
@@ -109,7 +114,8 @@ class MessageBudget:
         self._messages = TokenBucket(rate=messages_per_second, burst=burst_messages, clock=clock)
         self._control = TokenBucket(rate=control_per_second, burst=control_burst, clock=clock)
         self._unit_bytes = max(1, unit_bytes)
-        self._dropping: dict[str, int] = {}
+        self._clock = clock
+        self._logged_at: dict[str, float] = {}
         self.dropped: dict[str, int] = {MESSAGE: 0, CONTROL: 0}
         self.call_id: int | None = None
         """Set once the stream has started, so that log lines name the call."""
@@ -135,16 +141,14 @@ class MessageBudget:
 
     def _admit(self, kind: str, allowed: bool) -> bool:
         if allowed:
-            episode = self._dropping.pop(kind, 0)
-            if episode:
-                log.info(
-                    "stream_budget_recovered", kind=kind, dropped=episode, call_id=self.call_id
-                )
             return True
         self.dropped[kind] += 1
         metrics.OVER_BUDGET.labels(kind=kind).inc()
-        episode = self._dropping.get(kind, 0)
-        if episode == 0:
-            log.warning("stream_over_budget", kind=kind, call_id=self.call_id)
-        self._dropping[kind] = episode + 1
+        now = self._clock()
+        last = self._logged_at.get(kind)
+        if last is None or now - last >= LOG_INTERVAL_SECONDS:
+            self._logged_at[kind] = now
+            log.warning(
+                "stream_over_budget", kind=kind, dropped=self.dropped[kind], call_id=self.call_id
+            )
         return False
