@@ -52,7 +52,7 @@ REASON = re.compile(
     r"(not_json|not_object|too_large|unknown_event|bad_base64)"
     r"|(missing_field|bad_field|too_large):[A-Za-z]+(\.[A-Za-z]+)*"
 )
-NO_SETTINGS_DB = settings(database=None, print_blob=True, max_examples=400)
+NO_SETTINGS_DB = settings(database=None, print_blob=True, max_examples=400, deadline=None)
 
 
 # --- strategies ---------------------------------------------------------------------------
