@@ -116,6 +116,10 @@ class MessageBudget:
         self._unit_bytes = max(1, unit_bytes)
         self._clock = clock
         self._logged_at: dict[str, float] = {}
+        # Bound once: looking a label up takes a lock, and a flood calls this per message.
+        self._counters = {
+            kind: metrics.OVER_BUDGET.labels(kind=kind) for kind in (MESSAGE, CONTROL)
+        }
         self.dropped: dict[str, int] = {MESSAGE: 0, CONTROL: 0}
         self.call_id: int | None = None
         """Set once the stream has started, so that log lines name the call."""
@@ -143,7 +147,7 @@ class MessageBudget:
         if allowed:
             return True
         self.dropped[kind] += 1
-        metrics.OVER_BUDGET.labels(kind=kind).inc()
+        self._counters[kind].inc()
         now = self._clock()
         last = self._logged_at.get(kind)
         if last is None or now - last >= LOG_INTERVAL_SECONDS:
