@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import override_settings
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from intake import services
@@ -299,6 +299,14 @@ raw_messages = st.text(max_size=200) | st.binary(max_size=200)
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(burst=st.lists(fuzzed_messages | raw_messages, min_size=10, max_size=40))
+@example(  # the messages that closed calls with 1011: numbers past the int-conversion limit
+    burst=[
+        Fuzzed(name, (Mutation(path, "9" * 5_000),), ())
+        for name in ("media", "start", "mark", "dtmf", "stop")
+        for path in INTEGER_PATHS
+        if path == "sequenceNumber" or path.split(".")[0] in BASES[name]
+    ]
+)
 async def test_a_burst_of_fuzzed_messages_never_hurts_a_live_call(
     burst: list[Fuzzed | str | bytes],
 ) -> None:
