@@ -189,3 +189,32 @@ def test_kill9_of_the_stream_server_is_swept_by_the_survivors(tmp_path: Path) ->
     assert swept_after <= SWEEP_DEADLINE_S, swept_after
     assert call["duration_seconds"] <= killed_at - placed_at + 1, call
     assert sweepers, "no surviving process logged the sweep"
+
+
+@pytest.mark.production_topology
+def test_sigterm_of_the_stream_server_hands_its_caller_over_through_nginx(
+    tmp_path: Path,
+) -> None:
+    """Production: the stream's server is stopped (a deploy); its caller is handed over
+    through nginx (TLS, WebSocket proxy) and the process exits 0 once PostgreSQL has it all."""
+    with ProductionTopology(tmp_path, DRAIN_GRACE_SECONDS=str(GRACE_S)) as topology:
+        batch = topology.start_calls([DEMO_SCENARIO])
+        batch.wait_prepared()
+        live = _live_call(topology)
+        server = topology.servers["b"]
+
+        topology.sigterm("b")
+        [record] = batch.results()
+        exit_code = server.process.wait(timeout=GRACE_S + 60)
+        rows = topology.rows([HANDOVER_TRANSFER_LINE])
+        log = server.log_text()
+
+    assert record.get("error") is None, record
+    assert record["server_closed"] and record["close_code"] == 1000, record
+    assert record["dial"] == FRONT_DESK, record
+    assert record["agent_said"][-1] == HANDOVER_TRANSFER_LINE, record["agent_said"]
+    assert exit_code == 0, log[-3000:]
+    [call] = [c for c in rows["calls"] if c["call_sid"] == live["call_sid"]]
+    assert call["outcome"] == "transferred", call
+    assert call["followups"] == ["handed_over"], call
+    assert [c for c in rows["calls"] if not c["finished"]] == []
