@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from clinic.selectors import open_slots
 from clinic.services import appointment_book
 from intake import services
 from intake.models import Call, FollowUp, Turn
-from intake.selectors import patient_find_by_name_and_dob
+from intake.selectors import patient_find_by_name_and_dob, patient_find_by_phone
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 # What a clear line on a good recogniser reports; the default for a scenario line as text.
@@ -96,6 +96,31 @@ def all_scenarios() -> list[Scenario]:
 
 
 # --- before the call -----------------------------------------------------------------------
+
+
+def with_fresh_caller(scenario: Scenario) -> Scenario:
+    """The scenario played from a number no patient has, when it is a new caller's call.
+
+    A new patient's call registers the caller's number, so the same scenario played again on
+    the same database (the README's demo, run a second time) would be recognised as a
+    returning patient and go another way. A scenario that creates no patients of its own is
+    therefore moved to the first free number of the fictional 555-0100..0199 range of its
+    area code, and an expected phone that was the caller's number moves with it.
+    """
+    if scenario.patients or not patient_find_by_phone(scenario.caller_number).exists():
+        return scenario
+    area = scenario.caller_number[:-7]  # "+1617" of "+16175550177"
+    for last in range(100, 200):
+        number = f"{area}555{last:04d}"
+        if not patient_find_by_phone(number).exists():
+            break
+    else:
+        return scenario  # all taken: play it as written; the check will say what differs
+    expect = dict(scenario.expect)
+    patient = expect.get("patient")
+    if isinstance(patient, dict) and patient.get("phone") == scenario.caller_number:
+        expect["patient"] = {**patient, "phone": number}
+    return replace(scenario, caller_number=number, expect=expect)
 
 
 def prepare(scenario: Scenario) -> None:

@@ -27,7 +27,7 @@ Prompt = Callable[[FrontDesk], str]
 
 YES = Intent.AFFIRM
 NO = Intent.DENY
-SKIP_WORDS = ("skip", "no email", "don't have", "do not have", "none")
+SKIP_WORDS = ("skip", "no email", "don't have", "do not have", "none", "rather not", "prefer not")
 
 
 @dataclass(frozen=True)

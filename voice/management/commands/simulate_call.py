@@ -88,7 +88,7 @@ class Command(BaseCommand):
                         f"  expects the server to run with {variable}={scenario.setup[key]!r}"
                     )
                 )
-        self._prepare(scenario)
+        scenario = self._prepare(scenario)
         try:
             result = asyncio.run(
                 TwilioCaller.over_network(
@@ -124,9 +124,16 @@ class Command(BaseCommand):
         except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
             raise CommandError(f"scenario {name!r} is not valid: {exc}") from None
 
-    def _prepare(self, scenario: scenarios.Scenario) -> None:
+    def _prepare(self, scenario: scenarios.Scenario) -> scenarios.Scenario:
+        fresh = scenarios.with_fresh_caller(scenario)
+        if fresh.caller_number != scenario.caller_number:
+            self.stdout.write(
+                f"  a patient already has {scenario.caller_number}: "
+                f"calling from {fresh.caller_number} instead"
+            )
         try:
-            scenarios.prepare(scenario)
+            scenarios.prepare(fresh)
+            return fresh
         except (IndexError, AssertionError):
             # prepare() books returning patients' appointments into the demo calendar.
             raise CommandError(
