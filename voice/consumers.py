@@ -20,6 +20,7 @@ from django.db import DatabaseError
 from clinic.logs import get_logger
 from intake.conversation import Conversation, prompts
 from voice import metrics
+from voice.budget import MessageBudget
 from voice.session import CallSession, SessionSettings
 from voice.signatures import valid_websocket_signature
 from voice.stt import stt_from_settings
@@ -44,6 +45,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     channel_layer_alias = "media-stream:no-channel-layer"
 
     session: CallSession | None = None
+    budget: MessageBudget
     _start_timer: asyncio.TimerHandle | None = None
     _stopped = False
     _call_sid = ""
@@ -62,6 +64,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await handler(message)
 
     async def connect(self) -> None:
+        self.budget = MessageBudget()
         if not valid_websocket_signature(self.scope):
             log.warning("stream_rejected", reason="bad_signature")
             await self.close(code=CLOSE_BAD_SIGNATURE)
@@ -78,12 +81,15 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_NO_START)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        raw = text_data if text_data is not None else (bytes_data or b"")
+        if not self.budget.admit_message(len(raw)):
+            return  # a flood: dropped unread, counted (voice.budget)
         try:
-            event = parse(text_data if text_data is not None else (bytes_data or b""))
+            event = parse(raw)
         except MalformedMessage as exc:
             self._drop(exc.reason)
             return
-        if isinstance(event, Connected):
+        if isinstance(event, Connected) or not self.budget.admit_event(event):
             return
         if isinstance(event, Start):
             await self._start(event)
@@ -128,6 +134,7 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._start_timer.cancel()
         self._call_sid = start.call_sid
 
+        self.budget.call_id = call.pk
         self.session = CallSession(
             call_id=call.pk,
             stream_sid=start.stream_sid,
