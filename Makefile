@@ -37,7 +37,7 @@ run: install
 	@echo "  Health:       http://$(HOST):$(PORT)/health/live  http://$(HOST):$(PORT)/health/ready"
 	@echo "  Metrics:      http://$(HOST):$(PORT)/metrics"
 	@echo "  Twilio hook:  http://$(HOST):$(PORT)/voice/answer   (stream: ws://$(HOST):$(PORT)/voice/stream/)"
-	@echo "  Try a call:   .venv/bin/python manage.py simulate_call new_patient_by_voice --voice piper-joe"
+	@echo "  Try a call:   .venv/bin/python manage.py simulate_call new_patient_by_voice"
 	@echo "  Or type one:  .venv/bin/python manage.py chat --caller +16175550142"
 	@echo ""
 	$(PY) manage.py serve --bind $(HOST) --port $(PORT)

@@ -6,6 +6,7 @@ same call is checked at every layer. A file looks like::
 
     name = "new patient booked"
     caller_number = "+16175550142"
+    caller_voice = "piper-joe"  # optional: how the simulator speaks this caller's lines
     [[patients]]              # returning patients to create first (optional)
     [[turns]]
     caller = "I'd like to book an appointment"   # or: silence = 6 / press = "0" /
@@ -73,6 +74,8 @@ class Scenario:
     expect: dict[str, Any]
     patients: list[dict[str, Any]] = field(default_factory=list)
     setup: dict[str, Any] = field(default_factory=dict)
+    caller_voice: str = ""
+    """The simulator's voice for this caller (``voice.simulator.VOICES``); '' = its default."""
 
 
 def load(slug_or_path: str | Path) -> Scenario:
@@ -88,6 +91,7 @@ def load(slug_or_path: str | Path) -> Scenario:
         expect=data.get("expect", {}),
         patients=data.get("patients", []),
         setup=data.get("setup", {}),
+        caller_voice=data.get("caller_voice", ""),
     )
 
 

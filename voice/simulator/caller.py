@@ -62,7 +62,7 @@ class TwilioCaller(CallLine):
         scenario: scenarios.Scenario,
         *,
         speed: float = 1.0,
-        voice: Voice = "espeak",
+        voice: Voice | None = None,
         barge_in: bool = False,
         auth_token: str | None = None,
         account_sid: str | None = None,
@@ -76,6 +76,8 @@ class TwilioCaller(CallLine):
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
+        # The scenario may name its caller's voice; otherwise the agent's own (espeak).
+        voice = voice or scenario.caller_voice or "espeak"
         voice_spec(voice)  # an unknown voice fails here, before the call is placed
         unknown = {line.event for line in scenario.lines if line.event} - KNOWN_EVENTS
         if unknown:

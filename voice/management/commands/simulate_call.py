@@ -66,9 +66,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--voice",
             choices=tuple(VOICES),
-            default="espeak",
+            default=None,
             metavar="NAME",
-            help="the caller's voice (default espeak, the agent's own); "
+            help="the caller's voice (default: the scenario's caller_voice, else espeak, the "
+            "agent's own); "
             + "; ".join(f"{name}: {voice.description}" for name, voice in VOICES.items()),
         )
         parser.add_argument(
