@@ -10,13 +10,18 @@ What staff may see where:
   fields refuse every lookup but ``isnull``, the way the user admin refuses ``password``).
 - Calls and transcripts are written by the phone agent and are read-only here. The access log
   is read-only for everyone, superusers included.
+- A call in progress shows its liveness: the server process serving its stream
+  (``served_by``, host:pid:start, not PHI), its last heartbeat to the second, and "stale" once
+  that heartbeat is older than ``CALL_STALE_SECONDS`` (the sweep is about to finish it).
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import widgets
 from django.core.exceptions import PermissionDenied
@@ -24,6 +29,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from clinic.admin_mixins import ReadOnlyMixin
@@ -121,29 +127,88 @@ class TurnInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-arg]
         return str(turn.text)
 
 
+def heartbeat_stale_before(now: datetime.datetime | None = None) -> datetime.datetime:
+    """The moment before which a live call's heartbeat is stale.
+
+    The sweep (:mod:`intake.liveness`) finishes such calls on its next round; until it does,
+    staff see them marked here, so a call on a server that died is not taken for a live one.
+    Read from settings on every request, so the page and the sweep agree on the threshold.
+    """
+    return (now or timezone.now()) - datetime.timedelta(seconds=settings.CALL_STALE_SECONDS)
+
+
+class LivenessFilter(admin.SimpleListFilter):
+    """Calls in progress by their heartbeat; finished calls have no liveness to filter by.
+
+    "No stream yet" are calls whose media stream never attached (the caller hung up during
+    the answer, or was sent to the front desk): Twilio's callbacks finish those, not the sweep
+    of stale heartbeats.
+    """
+
+    title = "liveness"
+    parameter_name = "liveness"
+
+    def lookups(
+        self,
+        request: HttpRequest,
+        model_admin: admin.ModelAdmin[Any],
+    ) -> tuple[tuple[str, str], ...]:
+        return (
+            ("live", "Live (heartbeat fresh)"),
+            ("stale", "Stale heartbeat"),
+            ("no_stream", "No stream yet"),
+        )
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        in_progress = queryset.filter(outcome=Call.Outcome.IN_PROGRESS)
+        if value == "live":
+            return in_progress.filter(heartbeat_at__gte=heartbeat_stale_before())
+        if value == "stale":
+            return in_progress.filter(heartbeat_at__lt=heartbeat_stale_before())
+        if value == "no_stream":
+            return in_progress.filter(heartbeat_at__isnull=True)
+        return queryset
+
+
+CALL_FIELDS = (
+    "call_sid",
+    "caller_number",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "outcome",
+    "phase",
+    "patient",
+    "appointment",
+)
+LIVENESS_FIELDS = ("liveness", "served_by", "last_heartbeat")
+
+
 @admin.register(Call)
 class CallAdmin(ReadOnlyMixin, PhiAccessMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Calls, with which server process serves a live one and when it last said so."""
+
     phi_purpose = PhiAccess.Purpose.VIEW_CALL
     phi_fields = Call.PHI_FIELDS
 
-    list_display = ("started_at", "duration", "outcome", "phase", "caller")
-    list_filter = ("outcome", "phase", "started_at")
+    list_display = (
+        "started_at",
+        "duration",
+        "outcome",
+        "phase",
+        "caller",
+        "liveness",
+        "last_heartbeat",
+        "served_by",
+    )
+    list_filter = (LivenessFilter, "outcome", "phase", "started_at")
     date_hierarchy = "started_at"
     # Call SIDs are not PHI and are searched as text; a phone number goes to the blind index.
     search_fields = ("call_sid",)
     search_help_text = "A caller's phone number (any format) or a Twilio Call SID."
-    fields = (
-        "call_sid",
-        "caller_number",
-        "started_at",
-        "ended_at",
-        "duration_seconds",
-        "outcome",
-        "phase",
-        "patient",
-        "appointment",
-    )
-    readonly_fields = fields
+    fieldsets = ((None, {"fields": CALL_FIELDS}), ("Liveness", {"fields": LIVENESS_FIELDS}))
+    readonly_fields = (*CALL_FIELDS, *LIVENESS_FIELDS)
     inlines = (TurnInline,)
     show_full_result_count = False
 
@@ -166,6 +231,26 @@ class CallAdmin(ReadOnlyMixin, PhiAccessMixin, admin.ModelAdmin):  # type: ignor
     @admin.display(description="caller")
     def caller(self, call: Call) -> str:
         return call.caller_masked
+
+    @admin.display(description="liveness")
+    def liveness(self, call: Call) -> str:
+        if call.outcome != Call.Outcome.IN_PROGRESS:
+            return "—"
+        if call.heartbeat_at is None:
+            return "no stream yet"
+        now = timezone.now()
+        if call.heartbeat_at < heartbeat_stale_before(now):
+            silent = int((now - call.heartbeat_at).total_seconds())
+            return f"stale: no heartbeat for {silent} s"
+        return "live"
+
+    @admin.display(description="last heartbeat", ordering="heartbeat_at")
+    def last_heartbeat(self, call: Call) -> str:
+        # To the second, in the clinic's zone: beats are seconds apart, and the admin's own
+        # date format stops at the minute.
+        if call.heartbeat_at is None:
+            return "—"
+        return timezone.localtime(call.heartbeat_at).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- Patients --------------------------------------------------------------------------------

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.models import User
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from intake import selectors, services
+from intake import liveness, selectors, services
+from intake.admin import CallAdmin
 from intake.models import Call, FollowUp, Patient, PhiAccess
 from tests.factories import CallFactory, CoverageFactory, FollowUpFactory, PatientFactory
 
@@ -251,6 +255,110 @@ def test_call_search_by_caller_number(front_desk: User, call: Call) -> None:
     )
 
     assert list(response.context["cl"].result_list) == [call]
+
+
+# --- Liveness of calls in progress ----------------------------------------------------------
+
+SERVER_A = "web-a:4242:1764600000"
+SERVER_B = "web-b:5151:1764600100"
+
+
+@pytest.fixture
+def calls_by_liveness(call: Call) -> dict[str, Call]:
+    """A call beating 5 s ago, one whose server went quiet 45 s ago, one never on a stream,
+    and the finished ``call``: the same heartbeat writes as a live session's."""
+    now = timezone.now()
+    fresh, stale, no_stream = CallFactory.create_batch(3)
+    assert liveness.call_heartbeat(
+        call_id=fresh.pk, served_by=SERVER_A, now=now - datetime.timedelta(seconds=5)
+    )
+    assert liveness.call_heartbeat(
+        call_id=stale.pk, served_by=SERVER_B, now=now - datetime.timedelta(seconds=45)
+    )
+    return {
+        "live": Call.objects.get(pk=fresh.pk),
+        "stale": Call.objects.get(pk=stale.pk),
+        "no_stream": Call.objects.get(pk=no_stream.pk),
+        "finished": call,
+    }
+
+
+def liveness_column(changelist: ChangeList) -> dict[int, str]:
+    """Each listed call's liveness cell, as the change list renders it."""
+    model_admin = changelist.model_admin
+    assert isinstance(model_admin, CallAdmin)
+    return {c.pk: model_admin.liveness(c) for c in changelist.result_list}
+
+
+def test_call_list_marks_stale_heartbeats_and_names_the_server(
+    front_desk: User, calls_by_liveness: dict[str, Call]
+) -> None:
+    live, stale = calls_by_liveness["live"], calls_by_liveness["stale"]
+
+    with override_settings(CALL_STALE_SECONDS=30):
+        response = client_for(front_desk).get(reverse("admin:intake_call_changelist"))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    cells = liveness_column(response.context["cl"])
+    assert cells[live.pk] == "live"
+    assert cells[stale.pk].startswith("stale: no heartbeat for 4")  # 45 s, or 46 if slow
+    assert cells[calls_by_liveness["no_stream"].pk] == "no stream yet"
+    assert cells[calls_by_liveness["finished"].pk] == "—"
+    # Which server, and when it last beat: to the second, in the clinic's time zone.
+    assert SERVER_A in html and SERVER_B in html
+    for beating in (live, stale):
+        assert beating.heartbeat_at is not None
+        shown = beating.heartbeat_at.astimezone(ZoneInfo(settings.TIME_ZONE))
+        assert f"{shown:%Y-%m-%d %H:%M:%S}" in html
+    assert "stale: no heartbeat for" in html and "no stream yet" in html
+    assert_no_phi(html)
+
+
+@pytest.mark.parametrize(
+    ("stale_seconds", "choice", "expected"),
+    [
+        (30, "stale", {"stale"}),
+        (30, "live", {"live"}),
+        (30, "no_stream", {"no_stream"}),
+        # The threshold is the sweep's setting, read when the page is asked for.
+        (60, "stale", set()),
+        (60, "live", {"live", "stale"}),
+        (3, "stale", {"live", "stale"}),
+    ],
+)
+def test_liveness_filter_follows_the_stale_setting(
+    front_desk: User,
+    calls_by_liveness: dict[str, Call],
+    stale_seconds: int,
+    choice: str,
+    expected: set[str],
+) -> None:
+    url = reverse("admin:intake_call_changelist")
+
+    with override_settings(CALL_STALE_SECONDS=stale_seconds):
+        response = client_for(front_desk).get(url, {"liveness": choice})
+
+    assert response.status_code == 200
+    listed = {call.pk for call in response.context["cl"].result_list}
+    assert listed == {calls_by_liveness[name].pk for name in expected}
+
+
+def test_call_detail_shows_the_server_and_last_heartbeat_read_only(
+    administrator: User, calls_by_liveness: dict[str, Call]
+) -> None:
+    stale = calls_by_liveness["stale"]
+    url = reverse("admin:intake_call_change", args=[stale.pk])
+
+    response = client_for(administrator).get(url)
+    client_for(administrator).post(url, {"served_by": "forged:1:1", "heartbeat_at": ""})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert SERVER_B in html and "stale: no heartbeat for" in html
+    assert 'name="served_by"' not in html and 'name="heartbeat_at"' not in html
+    stale.refresh_from_db()
+    assert stale.served_by == SERVER_B and stale.heartbeat_at is not None
 
 
 # --- Follow-up queue -------------------------------------------------------------------------
