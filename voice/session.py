@@ -8,10 +8,14 @@ A :class:`CallSession` belongs to one media stream. Three tasks run for it:
 - ``_converse`` takes events (caller turns, silences, keys, the end) one at a time, hands them
   to the conversation and carries out its actions, so a call's turns never overlap.
 - ``_play`` synthesises queued utterances and sends them as 20 ms frames, each utterance
-  followed by a ``mark``; Twilio echoes the mark once it has been played.
+  followed by a ``mark``; Twilio echoes the mark once it has been played
+  (:mod:`voice.session_speech`).
 
 Everything the call learns is written by the conversation as it happens; the session keeps
-only what playback and timers need, so losing the process loses no turn.
+only what playback and timers need, so losing the process loses no turn. The pieces with state
+or dependencies of their own live beside it: the agent's voice (:mod:`voice.session_speech`),
+the database retry and fail-over (:mod:`voice.session_db`), timers and the keypad
+(:mod:`voice.session_timers`) and live events for staff pages (:mod:`voice.session_live`).
 """
 
 from __future__ import annotations
@@ -22,15 +26,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
-from django.conf import settings as django_settings
 from django.db import DatabaseError
-from django.utils import timezone
 
-from clinic.hours import parse_opening_hours
 from clinic.logs import get_logger
-from intake import services as intake_services
 from intake.conversation import (
     Action,
     CallEnded,
@@ -44,12 +42,12 @@ from intake.conversation import (
     Say,
     Silence,
     Transfer,
-    prompts,
 )
-from intake.models import Call, Turn
 from voice import drain, heartbeat, metrics
-from voice.audio import MulawFramer
-from voice.deferred import deferred_writes
+from voice.session_db import call_outcome, fail_over, handle_with_retry, update_turn
+from voice.session_live import SideTasks, publish_turn
+from voice.session_speech import AgentVoice, Utterance
+from voice.session_timers import CallTimers, Keypad
 from voice.stt.base import (
     Final,
     Interim,
@@ -60,7 +58,15 @@ from voice.stt.base import (
     UtteranceEnd,
 )
 from voice.tts.base import TextToSpeech
-from voice.twilio_wire import clear_message, mark_message, media_message
+
+__all__ = [
+    "BACKCHANNELS",
+    "CallSession",
+    "CallerTurn",
+    "SessionSettings",
+    "Utterance",
+    "is_backchannel",
+]
 
 log = get_logger(__name__)
 
@@ -110,16 +116,6 @@ class SessionSettings:
 
 
 @dataclass
-class Utterance:
-    text: str
-    turn_id: int | None
-    mark: str
-    requested_at: float = 0.0
-    first_audio_at: float | None = None
-    interrupted: bool = False
-
-
-@dataclass
 class CallerTurn:
     """What the recogniser has heard of the caller's current turn."""
 
@@ -155,22 +151,25 @@ class CallSession:
         self.conversation = conversation
         self.settings = settings or SessionSettings()
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._speech: asyncio.Queue[Utterance] = asyncio.Queue()
-        self._pending_marks: dict[str, Utterance] = {}
-        self._current: Utterance | None = None
-        self._streaming: asyncio.Task[None] | None = None
+        self._voice = AgentVoice(
+            call_id=call_id,
+            stream_sid=stream_sid,
+            send=send,
+            tts=tts,
+            on_first_audio=self._first_audio,
+        )
         self._tasks: list[asyncio.Task[None]] = []
-        self._writes: set[asyncio.Task[None]] = set()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._side = SideTasks()
+        self._timers = CallTimers()
+        self._keypad = Keypad(
+            self._timers, gap_seconds=self.settings.dtmf_gap_seconds, on_entry=self._keys_entered
+        )
         self._heard = CallerTurn()
         self._speech_ended_at: float | None = None
         self._barge_started_at: float | None = None
         self._ending: Action | None = None
-        self._digits = ""
-        self._marks = 0
         self._finished = asyncio.Event()
         self._closed = False
-        self._group = f"call.{call_id}"
         self._in_turn = False  # the conversation is handling an event (see at_safe_point)
         self._line_closed = asyncio.Event()  # the agent closed the stream (see hand_over)
 
@@ -186,19 +185,18 @@ class CallSession:
             # nobody can hear the caller, so they go straight to a person, as mid-call.
             log.error("stt_unavailable", call_id=self.call_id, error=str(exc))
             listening = False
-        loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(
                 self._listen() if listening else asyncio.sleep(0), name=f"listen-{self.call_id}"
             ),
             asyncio.create_task(self._converse(), name=f"converse-{self.call_id}"),
-            asyncio.create_task(self._play(), name=f"play-{self.call_id}"),
+            asyncio.create_task(self._voice.play(), name=f"play-{self.call_id}"),
             asyncio.create_task(self._keep_alive(), name=f"keepalive-{self.call_id}"),
             asyncio.create_task(heartbeat.keep_beating(self), name=f"heartbeat-{self.call_id}"),
         ]
         drain.register(self)
-        self._timers["max"] = loop.call_later(
-            self.settings.max_call_seconds, self._queue, CallEnded("max_duration")
+        self._timers.set(
+            "max", self.settings.max_call_seconds, self._queue, CallEnded("max_duration")
         )
         self._queue(CallStarted() if listening else KeyPressed("0"))
 
@@ -207,8 +205,7 @@ class CallSession:
         if self._closed:
             return
         self._closed = True
-        for timer in self._timers.values():
-            timer.cancel()
+        self._timers.cancel_all()
         self._events.put_nowait(CallEnded(reason))
         self._events.put_nowait(None)
         converse = self._tasks[1] if len(self._tasks) > 1 else None
@@ -220,8 +217,7 @@ class CallSession:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._writes:
-            await asyncio.wait(set(self._writes), timeout=5)
+        await self._side.wait(5)
         with contextlib.suppress(Exception):
             await self.stt.close()
         with contextlib.suppress(Exception):
@@ -231,14 +227,7 @@ class CallSession:
             with contextlib.suppress(Exception):
                 await engine_close()
         metrics.ACTIVE_CALLS.dec()
-        try:
-            outcome = await database_sync_to_async(
-                lambda: (
-                    Call.objects.filter(pk=self.call_id).values_list("outcome", flat=True).first()
-                )
-            )()
-        except DatabaseError:
-            outcome = None  # the deferred writes will record it once the database is back
+        outcome = await call_outcome(self.call_id)
         metrics.CALLS.labels(outcome=outcome or "unknown").inc()
         drain.unregister(self)
         self._finished.set()
@@ -263,8 +252,7 @@ class CallSession:
         return (
             not self._in_turn
             and self._events.empty()
-            and self._speech.empty()
-            and not self._agent_speaking()
+            and self._voice.quiet
             and not self._heard.finals
         )
 
@@ -285,21 +273,13 @@ class CallSession:
         if len(self._tasks) > 1:
             self._tasks[1].cancel()  # the conversation takes no further event
         for name in ("silence", "dtmf"):
-            self._cancel_timer(name)
-        while not self._speech.empty():
-            self._speech.get_nowait()
-        if self._streaming is not None and not self._streaming.done():
-            self._streaming.cancel()
-        if self._pending_marks or self._current is not None:
-            self._pending_marks.clear()
-            await self._send(clear_message(self.stream_sid))
+            self._timers.cancel(name)
+        await self._voice.cut()
         log.info("call_hand_over_started", call_id=self.call_id, reason=reason, transfer=transfer)
         turn_id = await drain.record_hand_over(
             call_id=self.call_id, line=line, transfer=transfer, reason=reason
         )
-        self._marks += 1
-        utterance = Utterance(line, turn_id, f"u{self._marks}", requested_at=time.perf_counter())
-        self._speech.put_nowait(utterance)
+        self._voice.say(line, turn_id)
         try:
             await asyncio.wait_for(self._line_closed.wait(), drain.HANDOVER_PLAY_TIMEOUT_SECONDS)
         except TimeoutError:
@@ -314,20 +294,10 @@ class CallSession:
 
     async def on_dtmf(self, digit: str) -> None:
         self._arm_silence()
-        if digit == "#":
-            self._flush_digits()
-            return
-        self._digits += digit
-        self._cancel_timer("dtmf")
-        self._timers["dtmf"] = asyncio.get_running_loop().call_later(
-            self.settings.dtmf_gap_seconds, self._flush_digits
-        )
+        self._keypad.press(digit)
 
     async def on_mark(self, name: str) -> None:
-        utterance = self._pending_marks.pop(name, None)
-        if utterance is None:
-            return  # a mark from before a clear, or one we never sent
-        if not self._pending_marks and self._speech.empty() and self._current is None:
+        if self._voice.mark_played(name):
             await self._agent_done_speaking()
 
     # --- the caller's words ---------------------------------------------------------------
@@ -379,7 +349,7 @@ class CallSession:
             return
         if heard.started_over_agent and is_backchannel(text):
             return  # "mm-hm" while the agent spoke is not an answer
-        self._cancel_timer("silence")
+        self._timers.cancel("silence")
         self._speech_ended_at = time.perf_counter()
         stt_ms = round(heard.stt_latency_ms) if heard.stt_latency_ms is not None else None
         self._queue(CallerSaid(text, heard.confidence, stt_ms))
@@ -390,28 +360,17 @@ class CallSession:
             return  # the last words (goodbye, transfer) are always played out
         started = self._barge_started_at or time.perf_counter()
         self._barge_started_at = None
-        interrupted = [u for u in (self._current, *self._pending_marks.values()) if u]
-        while not self._speech.empty():
-            interrupted.append(self._speech.get_nowait())
-        if self._current is not None:
-            self._current.interrupted = True
-        self._pending_marks.clear()
-        await self._send(clear_message(self.stream_sid))
-        metrics.BARGE_IN_REACTION.observe(time.perf_counter() - started)
-        if self._streaming is not None and not self._streaming.done():
-            self._streaming.cancel()
+        interrupted = await self._voice.interrupt(started)
         for utterance in interrupted:
             if utterance.turn_id is not None:
-                await self._update_turn(utterance.turn_id, interrupted=True)
+                await update_turn(self.call_id, utterance.turn_id, interrupted=True)
         log.info("barge_in", call_id=self.call_id, utterances=len(interrupted))
 
     def _listening(self) -> None:
         """The caller started speaking while the agent was quiet."""
-        self._cancel_timer("silence")
+        self._timers.cancel("silence")
         if self._ending is None:
-            self._timers["silence"] = asyncio.get_running_loop().call_later(
-                self.settings.listening_limit_seconds, self._arm_silence
-            )
+            self._timers.set("silence", self.settings.listening_limit_seconds, self._arm_silence)
 
     def _nothing_heard(self) -> None:
         """Sound that never became words (noise, a cough): the caller still owes an answer,
@@ -419,12 +378,10 @@ class CallSession:
         if not self._agent_speaking() and self._ending is None and self._events.empty():
             self._arm_silence()
 
-    def _flush_digits(self) -> None:
-        self._cancel_timer("dtmf")
-        digits, self._digits = self._digits, ""
-        if digits:
-            self._cancel_timer("silence")
-            self._queue(KeyPressed(digits))
+    def _keys_entered(self, digits: str) -> None:
+        """The caller finished typing on the keypad (``#`` or a gap): that is their answer."""
+        self._timers.cancel("silence")
+        self._queue(KeyPressed(digits))
 
     # --- the conversation -----------------------------------------------------------------
 
@@ -442,17 +399,23 @@ class CallSession:
             if self._ending is not None and not isinstance(event, CallEnded):
                 continue
             if isinstance(event, CallerSaid):
-                await self._publish("caller", event.text)
+                self._publish("caller", event.text)
             started = time.perf_counter()
             try:
-                actions = await self._handle(event)
+                actions = await handle_with_retry(
+                    self.conversation,
+                    event,
+                    call_id=self.call_id,
+                    retry_seconds=self.settings.database_retry_seconds,
+                    perform=self._perform,
+                )
             except Exception as exc:
                 # A failure in one turn must not drop the call: hand it to a person instead.
                 if isinstance(exc, DatabaseError):
                     log.error("conversation_failed", call_id=self.call_id, error="database")
                 else:
                     log.exception("conversation_failed", call_id=self.call_id)
-                actions = self._fail_over(event, exc)
+                actions = fail_over(call_id=self.call_id, event=event, error=exc)
             understanding = self.conversation.last_understanding
             if isinstance(event, CallerSaid) and understanding is not None:
                 metrics.UNDERSTANDING_TIME.observe(time.perf_counter() - started)
@@ -462,160 +425,52 @@ class CallSession:
                     await self._close("max_duration")
                 return
 
-    async def _handle(self, event: Event) -> list[Action]:
-        """The conversation's answer to ``event``, riding out a short database outage.
-
-        Each attempt is one transaction (the conversation's step), so a retry repeats nothing
-        that was stored. The caller hears "one moment" once while the retries go on.
-        """
-        deadline = time.monotonic() + self.settings.database_retry_seconds
-        delay = 0.25
-        told_to_wait = False
-        while True:
-            try:
-                return await self.conversation.handle(event)
-            except DatabaseError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("conversation_retry", call_id=self.call_id, error=type(exc).__name__)
-                if not told_to_wait and not isinstance(event, CallEnded | Silence):
-                    told_to_wait = True
-                    await self._perform([Say(prompts.ONE_MOMENT)])
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    def _fail_over(self, event: Event, error: BaseException) -> list[Action]:
-        """Hand the caller to a person now; record it (and their words) when the database can.
-
-        Needs no database: the apology is spoken from the prompt cache and the record waits
-        in :mod:`voice.deferred` until the database answers again.
-        """
-        said: str | None = None
-        if isinstance(event, CallerSaid):
-            said = event.text
-        elif isinstance(event, KeyPressed):
-            said = f"(keypad) {event.keys}"
-        cause = "database_unavailable" if isinstance(error, DatabaseError) else "agent_error"
-        call_id = self.call_id
-
-        def record() -> None:
-            intake_services.call_fail_over(call_id=call_id, caller_said=said, cause=cause)
-
-        deferred_writes().submit("call_fail_over", call_id, record)
-        if isinstance(event, CallEnded):
-            return []  # the line is already closed
-        if self._front_desk_open():
-            return [Say(prompts.TROUBLE_TRANSFER), Transfer()]
-        return [Say(prompts.TROUBLE_CALLBACK), HangUp()]
-
-    @staticmethod
-    def _front_desk_open() -> bool:
-        hours = parse_opening_hours(django_settings.CLINIC_OPENING_HOURS, django_settings.TIME_ZONE)
-        return bool(django_settings.FRONT_DESK_NUMBER) and hours.is_open(timezone.now())
-
     async def _perform(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Say):
-                self._cancel_timer("silence")  # re-armed once this has been played
-                self._marks += 1
-                utterance = Utterance(action.text, action.turn_id, f"u{self._marks}")
-                utterance.requested_at = time.perf_counter()
-                self._speech.put_nowait(utterance)
-                await self._publish("agent", action.text)
+                self._timers.cancel("silence")  # re-armed once this has been played
+                self._voice.say(action.text, action.turn_id)
+                self._publish("agent", action.text)
             elif isinstance(action, Expect):
                 await self.stt.set_hints(action.hints)
             elif isinstance(action, HangUp | Transfer):
                 self._ending = action
-        if self._ending is not None and self._speech.empty() and not self._pending_marks:
-            if self._current is None:
-                await self._end_line()
+        if self._ending is not None and self._voice.quiet:
+            await self._end_line()
 
-    async def _publish(self, speaker: str, text: str) -> None:
-        """Tell staff pages about the turn: best effort, beside the call, never in its way.
-
-        The call does not wait for the channel layer, and a layer that is down or slow (Redis
-        restarting) costs a dropped live event, counted, never the call.
-        """
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        message = {"type": "call.turn", "speaker": speaker, "text": text}
-
-        async def publish() -> None:
-            try:
-                await asyncio.wait_for(
-                    layer.group_send(self._group, message),
-                    self.settings.live_publish_timeout_seconds,
-                )
-            except Exception as exc:
-                metrics.LIVE_EVENTS_DROPPED.inc()
-                log.warning("live_event_dropped", call_id=self.call_id, error=type(exc).__name__)
-
-        task = asyncio.create_task(publish())
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+    def _publish(self, speaker: str, text: str) -> None:
+        publish_turn(
+            self._side,
+            call_id=self.call_id,
+            speaker=speaker,
+            text=text,
+            timeout=self.settings.live_publish_timeout_seconds,
+        )
 
     # --- the agent's voice ----------------------------------------------------------------
 
     def _agent_speaking(self) -> bool:
-        return self._current is not None or bool(self._pending_marks)
+        return self._voice.speaking
 
-    async def _play(self) -> None:
-        while True:
-            utterance = await self._speech.get()
-            self._current = utterance
-            self._streaming = asyncio.create_task(self._stream(utterance))
-            try:
-                # wait() (unlike await) does not raise when a barge-in cancels the stream.
-                await asyncio.wait({self._streaming})
-            finally:
-                if not self._streaming.done():
-                    self._streaming.cancel()
-            self._current = None
-            if self._streaming.cancelled() or utterance.interrupted:
-                continue
-            if self._streaming.exception() is not None:
-                log.error(
-                    "speech_failed",
-                    call_id=self.call_id,
-                    error=type(self._streaming.exception()).__name__,
+    def _first_audio(self, utterance: Utterance, now: float) -> None:
+        """An utterance's first audio is going out: time the response and the synthesis."""
+        first_byte_ms = (now - utterance.requested_at) * 1000
+        metrics.TTS_FIRST_BYTE.observe(first_byte_ms / 1000)
+        response_ms = None
+        if self._speech_ended_at is not None:
+            response_ms = (now - self._speech_ended_at) * 1000
+            self._speech_ended_at = None
+            metrics.RESPONSE_LATENCY.observe(response_ms / 1000)
+        if utterance.turn_id is not None:
+            # Written beside playback, not in its way; finish() waits for these writes.
+            self._side.start(
+                update_turn(
+                    self.call_id,
+                    utterance.turn_id,
+                    tts_first_byte_ms=round(first_byte_ms),
+                    response_latency_ms=round(response_ms) if response_ms else None,
                 )
-                continue
-            self._pending_marks[utterance.mark] = utterance
-            await self._send(mark_message(self.stream_sid, utterance.mark))
-
-    async def _stream(self, utterance: Utterance) -> None:
-        framer = MulawFramer()
-        async for chunk in self.tts.synthesize(utterance.text):
-            for frame in framer.push(chunk):
-                await self._send_frame(utterance, frame)
-        last = framer.flush()
-        if last:
-            await self._send_frame(utterance, last)
-
-    async def _send_frame(self, utterance: Utterance, frame: bytes) -> None:
-        if utterance.first_audio_at is None:
-            now = time.perf_counter()
-            utterance.first_audio_at = now
-            first_byte_ms = (now - utterance.requested_at) * 1000
-            metrics.TTS_FIRST_BYTE.observe(first_byte_ms / 1000)
-            response_ms = None
-            if self._speech_ended_at is not None:
-                response_ms = (now - self._speech_ended_at) * 1000
-                self._speech_ended_at = None
-                metrics.RESPONSE_LATENCY.observe(response_ms / 1000)
-            if utterance.turn_id is not None:
-                # Written beside playback, not in its way; finish() waits for these writes.
-                write = asyncio.create_task(
-                    self._update_turn(
-                        utterance.turn_id,
-                        tts_first_byte_ms=round(first_byte_ms),
-                        response_latency_ms=round(response_ms) if response_ms else None,
-                    )
-                )
-                self._writes.add(write)
-                write.add_done_callback(self._writes.discard)
-        await self._send(media_message(self.stream_sid, frame))
+            )
 
     async def _agent_done_speaking(self) -> None:
         if self._ending is not None:
@@ -624,9 +479,11 @@ class CallSession:
         self._arm_silence()
 
     def _arm_silence(self) -> None:
-        self._cancel_timer("silence")
-        self._timers["silence"] = asyncio.get_running_loop().call_later(
-            self.settings.silence_seconds, self._queue, Silence(self.settings.silence_seconds)
+        self._timers.set(
+            "silence",
+            self.settings.silence_seconds,
+            self._queue,
+            Silence(self.settings.silence_seconds),
         )
 
     async def _end_line(self) -> None:
@@ -640,34 +497,3 @@ class CallSession:
             if self._agent_speaking():
                 with contextlib.suppress(Exception):
                     await self.stt.keep_alive()
-
-    # --- helpers --------------------------------------------------------------------------
-
-    def _cancel_timer(self, name: str) -> None:
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-
-    async def _update_turn(
-        self,
-        turn_id: int,
-        *,
-        tts_first_byte_ms: int | None = None,
-        response_latency_ms: int | None = None,
-        interrupted: bool | None = None,
-    ) -> None:
-        def update() -> None:
-            turn = Turn.objects.filter(pk=turn_id).first()
-            if turn is not None:
-                intake_services.turn_update_timings(
-                    turn=turn,
-                    tts_first_byte_ms=tts_first_byte_ms,
-                    response_latency_ms=response_latency_ms,
-                    interrupted=interrupted,
-                )
-
-        try:
-            await database_sync_to_async(update)()
-        except DatabaseError as exc:
-            # Timings and the interrupted flag are not worth holding up the call for.
-            log.warning("turn_timing_not_recorded", call_id=self.call_id, error=type(exc).__name__)
