@@ -34,7 +34,7 @@ class DatabaseOutage:
 @pytest.fixture
 def outage(monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseOutage]:
     state = DatabaseOutage()
-    original = db_utils.CursorWrapper._execute_with_wrappers
+    original = db_utils.CursorWrapper._execute_with_wrappers  # type: ignore[attr-defined]
 
     def execute(self: Any, sql: str, params: Any, many: bool, executor: Any) -> Any:
         if state.down:
