@@ -7,15 +7,26 @@ the figures are exact.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
+from collections.abc import Callable
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.test import override_settings
 
+from intake import services
+from intake.models import Call
+from tests.fakes.deepgram_server import FakeDeepgram, tone_mulaw
+from tests.voice.test_stream_consumer import deepgram_settings, open_stream
 from tests.voice.test_twilio_wire import text
+from tests.voice.twilio_stream import SILENCE, TwilioStream
 from voice import budget as budgets
 from voice import metrics
 from voice import twilio_wire as wire
+from voice.tokens import stream_token_issue
 
 MEDIA = text("media")
 MARK = wire.parse(text("mark"))
@@ -173,3 +184,81 @@ def test_a_clock_that_steps_back_mints_no_tokens() -> None:
 def test_a_bucket_that_could_never_admit_is_refused(rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
         budgets.TokenBucket(rate=rate, burst=burst)
+
+
+# --- wired into the consumer: a flooding stream neither ends its call nor starves another ---
+
+
+def all_over_budget() -> float:
+    return over_budget(budgets.MESSAGE) + over_budget(budgets.CONTROL)
+
+
+async def caller_texts(call: Call) -> list[str]:
+    said = call.turns.filter(speaker="caller").values_list("text", flat=True)
+    return [text async for text in said]
+
+
+async def drained(count: Callable[[], float], quiet_s: float = 0.3, limit_s: float = 20) -> None:
+    """Wait until ``count`` has stopped moving for ``quiet_s``: a consumer's queue is worked
+    through (a slower database or a loaded machine only makes this take longer)."""
+    async with asyncio.timeout(limit_s):
+        last = count()
+        while True:
+            await asyncio.sleep(quiet_s)
+            now = count()
+            if now == last:
+                return
+            last = now
+
+
+@sync_to_async
+def another_call() -> tuple[Call, str]:
+    call = services.call_start(call_sid="CA" + "7" * 32, caller_number="+16175550143")
+    return call, stream_token_issue(call)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_flood_of_marks_is_cut_while_another_call_is_heard() -> None:
+    async with FakeDeepgram() as fake:
+        with override_settings(**deepgram_settings(fake)):
+            flooding_call, flooding = await open_stream(fake)
+            await flooding.play_until_mark()
+            calm_call, calm_token = await another_call()
+            calm = TwilioStream(calm_call.call_sid, calm_token)
+            assert (await calm.connect())[0]
+            await calm.start()
+            await calm.play_until_mark()
+
+            before = all_over_budget()
+            flood = 2000
+            started = time.monotonic()
+
+            async def flood_marks() -> None:
+                for index in range(flood):
+                    await flooding.mark(f"flood-{index}")
+
+            async def calm_speaks() -> None:
+                fake.say("I'd like to make an appointment")
+                await calm.media(tone_mulaw(600) + SILENCE * 40)
+                _, mark = await calm.play_until_mark()
+                assert mark is not None
+
+            await asyncio.gather(flood_marks(), calm_speaks())
+            await drained(all_over_budget)  # the flooding consumer works through its queue
+            elapsed = time.monotonic() - started
+
+            # At most the control burst plus its rate reached the session; the rest was cut.
+            reached = budgets.CONTROL_BURST + budgets.CONTROL_PER_SECOND * elapsed
+            assert all_over_budget() - before >= flood - reached
+            assert await caller_texts(calm_call) == ["I'd like to make an appointment"]
+
+            # The flooding stream is still open, and heard again once it keeps to its budget.
+            await asyncio.sleep(1.5)
+            fake.say("My name is Jane")
+            await flooding.media(tone_mulaw(600) + SILENCE * 40)
+            _, mark = await flooding.play_until_mark()
+            assert mark is not None
+            assert await caller_texts(flooding_call) == ["My name is Jane"]
+            for stream in (flooding, calm):
+                await stream.stop()
+                await stream.communicator.disconnect()
