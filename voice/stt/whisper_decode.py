@@ -19,13 +19,14 @@ turn is decoded on its own; nothing of one call can leak into the next).
 
 Which model (``STT_WHISPER_MODEL``), measured by ``python -m bench.stt`` on this project's
 two-core machine (42 clinic utterances x 5 caller voices over the telephone channel):
-base and tiny.en get the same share of key items (53% / 54%), but base hears yes/no (100% /
-90%) and the reason for the visit (75% / 55%) better, the turns that confirm what is stored
-and that triage reads; tiny.en is better on dates of birth (70% / 45%). base costs 0.51 CPU
-seconds per second of audio (tiny.en 0.24), about 8 CPU seconds per call-minute: one core
-carries ~7 calls, so four calls take half of one of the two cores. base is the default;
-tiny.en halves the CPU and the wait (p50 1.0 s against 1.6 s end of speech to transcript
-with four calls at once on a busy machine) where that matters more.
+base and tiny.en get about the same share of key items (53% / 55%), but base hears yes/no
+(100% / 90%) and the reason for the visit (75% / 55%) better, the turns that confirm what is
+stored and that triage reads, and has the lower word error rate on espeak-ng voices (49% /
+58%); tiny.en is better on dates of birth (70% / 45%) and names (55% / 35%). base costs 0.50
+CPU seconds per second of audio (tiny.en 0.23), about 8 CPU seconds per call-minute: one
+core carries ~7 calls, so four calls take half of one of the two cores. base is the
+default; tiny.en halves the CPU and the wait (p50 1.0 s against 1.6 s end of speech to
+transcript with four calls at once on a busy machine) where that matters more.
 
 Workers (``STT_WHISPER_WORKERS``): one decode at a time with every core
 (``STT_WHISPER_THREADS``) beat two decodes of one thread each for four concurrent calls
