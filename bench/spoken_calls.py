@@ -25,7 +25,8 @@ voice and overall. The scenario text is synthetic, so showing it is fine; nothin
 caller said is involved. Figures are printed, never asserted.
 
 Bounded: each call by ``--call-timeout``, the whole run by ``--max-minutes`` (calls not
-started by then are reported as skipped).
+started by then are reported as skipped). ``--save FILE`` keeps every call's record (said and
+heard text included: synthetic) and ``--replay FILE`` prints their summary again.
 """
 
 from __future__ import annotations
@@ -145,13 +146,22 @@ def run(options: argparse.Namespace) -> int:
         group = server_setup(scenarios.load(slug).setup)
         key = json.dumps(group, sort_keys=True) + (slug if group["own_calendar"] else "")
         groups.setdefault(key, (group, []))[1].append(slug)
+    report = Report(voices)
+    if options.replay:
+        # Print the summary of a saved run again (after a change to the report, say).
+        lines = Path(options.replay).read_text().splitlines()
+        for record in (json.loads(line) for line in lines if line.strip()):
+            if record["scenario"] in slugs and record["voice"] in voices:
+                report.add(record)
+        report.print_summary(slugs)
+        return 0
     print(
         f"{len(slugs)} scenarios x {len(voices)} voices ({', '.join(voices)}) = "
         f"{len(slugs) * len(voices)} calls in real time on {len(groups)} server(s); "
         f"at most {options.max_minutes:g} minutes",
         flush=True,
     )
-    report = Report(voices)
+    saved = Path(options.save).open("a") if options.save else None
     deadline = time.monotonic() + options.max_minutes * 60
     root = Path(tempfile.mkdtemp(prefix="bench-spoken-"))
     try:
@@ -165,8 +175,13 @@ def run(options: argparse.Namespace) -> int:
             for record in run_group(workdir, group, members, voices, options, deadline):
                 report.add(record)
                 print(report.progress_line(record), flush=True)
+                if saved is not None:
+                    saved.write(json.dumps(record) + "\n")
+                    saved.flush()
         report.print_summary(slugs)
     finally:
+        if saved is not None:
+            saved.close()
         if options.keep:
             print(f"\nlogs and databases kept in {root}")
         else:
@@ -315,6 +330,10 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--call-timeout", type=float, default=600.0, help="seconds per call (default 600)"
     )
     parser.add_argument("--keep", action="store_true", help="keep server logs and databases")
+    parser.add_argument("--save", metavar="FILE", help="append each call's record (JSON lines)")
+    parser.add_argument(
+        "--replay", metavar="FILE", help="print the summary of records saved with --save"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--budget-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -3,7 +3,8 @@
 Turns are compared after a light normalisation, so that the way a recogniser writes a thing
 is not counted against it: lower case, punctuation dropped, numbers as digits in the groups
 the caller used (:func:`intake.understanding.spoken.number_chunks`), runs of single letters
-and digits joined, and capitals of two or three letters read as spelled: "X J 9 8" and
+and digits joined, capitals of two or three letters read as spelled, hyphenated words as two
+and "Dr." as "doctor": "X J 9 8" and
 "XJ98" are both ``xj98``, "nineteen eighty four" and "1984" are both ``1984``. A turn is
 misheard when any normalised word differs; the word error rate is the edit distance over
 the caller's normalised words.
@@ -23,6 +24,8 @@ from intake.understanding.spoken import number_chunks, tokens
 
 _LETTERS_THEN_DIGITS = re.compile(r"(?<=[A-Za-z])(?=\d)")
 _CAPITALS = re.compile(r"\b[A-Z]{2,3}\b")
+_HYPHEN = re.compile(r"(?<=[A-Za-z])-(?=[A-Za-z]{2})")
+_SAME_WORD = {"dr": "doctor", "ok": "okay", "st": "street"}
 
 
 def canonical(text: str) -> list[str]:
@@ -30,7 +33,8 @@ def canonical(text: str) -> list[str]:
     # "XJ987654" and "MA" are letters said one by one, however the recogniser wrote them.
     text = _LETTERS_THEN_DIGITS.sub(" ", text)
     text = _CAPITALS.sub(lambda match: " ".join(match.group()), text)
-    words = tokens(text)
+    text = _HYPHEN.sub(" ", text)  # "follow-up", "self-pay": how it is written, not said
+    words = [_SAME_WORD.get(word, word) for word in tokens(text)]
     starts = {chunk.start: chunk for chunk in number_chunks(words)}
     plain: list[str] = []
     index = 0

@@ -18,6 +18,8 @@ from intake import scenario as scenarios
         ("12 Main Street, Boston, MA 02139", "twelve main street boston m a oh two one three nine"),
         ("I have Aetna", "I have Aetna."),
         ("Tuesday at ten thirty", "Tuesday at 10:30"),
+        ("Doctor Moreno please, a follow up", "Dr. Moreno, please. A follow-up."),
+        ("self pay", "Self-pay."),
     ],
 )
 def test_the_same_words_written_differently_are_not_misheard(said: str, heard: str) -> None:
@@ -29,6 +31,8 @@ def test_different_words_are_misheard_and_counted_per_word() -> None:
     assert word_errors("yes please", "bleeding") == (2, 2)
     assert word_errors("Jane Smith", "Jane Smyth") == (1, 2)
     assert word_errors("I have a rash", "") == (4, 4)
+    assert word_errors("yes", "Yeah.") == (1, 1)
+    assert word_errors("S M Y T H", "S-M-I-T-H")[0] == 1
 
 
 def test_a_scenario_that_needs_another_server_gets_its_own_group() -> None:
