@@ -76,6 +76,7 @@ async def test_a_database_outage_mid_call_hands_the_caller_over_and_keeps_their_
             assert frames > 50 and mark
             # ...and the server closes the stream, so that Twilio runs the <Dial>.
             assert await stream.receive() is None
+            await stream.communicator.disconnect()  # Twilio's side of the close
             assert outage.refused > 0
             outage.down = False
 

@@ -168,6 +168,7 @@ async def test_pressing_zero_transfers_to_the_front_desk() -> None:
             await stream.dtmf("0")
             await stream.play_until_mark()  # "One moment, I'm transferring you"
             assert await stream.receive() is None  # the server closed the stream: <Dial> runs
+            await stream.communicator.disconnect()  # Twilio's side of the close
     call = await Call.objects.aget(pk=call.pk)
     assert call.outcome == Call.Outcome.TRANSFERRED
 
