@@ -5,8 +5,9 @@ under a temporary directory (:meth:`Deployment.dump_logs` prints them when a tes
 
 :class:`EmbeddedServer`
     Exactly the README's run path: ``make run HOST=127.0.0.1 PORT=<free>`` on a fresh SQLite
-    file (``DATABASE_URL``), no other configuration, so the test follows whatever server
-    command the Makefile's ``run`` target has.
+    file (``DATABASE_URL``), so the test follows whatever server command the Makefile's
+    ``run`` target has. The only other settings: opening hours always open and a front-desk
+    number, so that transfer scenarios behave the same at any hour of a CI run.
 
 :class:`ProductionTopology`
     ``APP_ENV=production`` with throwaway secrets: a fresh PostgreSQL database
@@ -19,7 +20,9 @@ under a temporary directory (:meth:`Deployment.dump_logs` prints them when a tes
     Host``. ``PUBLIC_BASE_URL`` is nginx's ``https://`` origin, so Twilio signatures are
     checked against the public URL; ``/voice/answer`` (and everything else) goes to server
     ``a``, ``/voice/stream/`` to server ``b``. Booking confirmations go to an SMTP sink, and
-    the REST request that hangs a call up to a loopback Twilio (:class:`TwilioRest`).
+    the REST request that hangs a call up to a loopback Twilio (:class:`TwilioRest`). It
+    runs PocketSphinx (``topology.TOPOLOGY_RECOGNISER``: these tests are about the shape of
+    the deployment; the embedded tests run the default recogniser).
 
 Calls are placed by :mod:`tests.live.caller` in its own process with the deployment's
 environment (the simulator's espeak-ng voice, real-time pacing, the product's own timeouts),
@@ -27,7 +30,7 @@ and rows are read by :mod:`tests.live.probe` the same way, so the test process n
 a database connection or settings with the product. Typical use::
 
     with EmbeddedServer(tmp_path) as server:
-        [call] = server.place_calls(["person_requested"])
+        call = server.place_call("person_requested")
         assert call["problems"] == []
 
     with ProductionTopology(tmp_path) as topology:
@@ -37,9 +40,23 @@ a database connection or settings with the product. Typical use::
         results = batch.results()
         topology.wait_for_rows(lambda rows: all(c["finished"] for c in rows["calls"]))
 
+Each call comes from its own caller number unless ``distinct_callers=False`` (the product
+limits calls per number, 5 in 10 minutes; returning patients get a copy per number).
+Records (:mod:`tests.live.caller`) carry the scenario check's ``problems``, the close code,
+``server_closed``, the ``<Dial>`` number, what was heard and line timings;
+:mod:`tests.live.expect` turns records and rows into lists of problems (``call_problems``,
+``staff_view_problems``: rows finished, follow-ups, the active-calls gauge).
+
+Also: :meth:`Deployment.rows` (``phrases=`` says which fixed prompts each call's agent
+said), :meth:`Deployment.wait_for_rows`, :meth:`Deployment.metric_value` and
+:meth:`Deployment.active_calls` (a server's ``/metrics``), :meth:`Deployment.post_answer`
+(a signed ``/voice/answer``), :meth:`ProductionTopology.restart_server`.
+
 Faults: :meth:`ProductionTopology.stop_redis` / :meth:`start_redis`,
 :meth:`ProductionTopology.cut_database` / :meth:`restore_database`, and on either deployment
-:meth:`Deployment.sigterm` / :meth:`Deployment.kill9` of a server process.
+:meth:`Deployment.sigterm` / :meth:`Deployment.kill9` of a server process. The session
+fixture ``topology`` (``tests/live/conftest.py``) shares one production topology between
+tests.
 """
 
 from __future__ import annotations
