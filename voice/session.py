@@ -168,6 +168,7 @@ class CallSession:
         self._speech_ended_at: float | None = None
         self._barge_started_at: float | None = None
         self._ending: Action | None = None
+        self._failed_over = False
         self._finished = asyncio.Event()
         self._closed = False
         self._in_turn = False  # the conversation is handling an event (see at_safe_point)
@@ -400,6 +401,13 @@ class CallSession:
                 continue
             if isinstance(event, CallerSaid):
                 self._publish("caller", event.text)
+            if isinstance(event, CallEnded) and self._failed_over:
+                # The fail-over's deferred record finishes this call (with the caller's last
+                # words and a follow-up); the conversation's own "caller left" must not get
+                # there first with a different outcome when the database comes back.
+                if event.reason == "max_duration":
+                    await self._close("max_duration")
+                return
             started = time.perf_counter()
             try:
                 actions = await handle_with_retry(
@@ -416,6 +424,7 @@ class CallSession:
                 else:
                     log.exception("conversation_failed", call_id=self.call_id)
                 actions = fail_over(call_id=self.call_id, event=event, error=exc)
+                self._failed_over = True
             understanding = self.conversation.last_understanding
             if isinstance(event, CallerSaid) and understanding is not None:
                 metrics.UNDERSTANDING_TIME.observe(time.perf_counter() - started)

@@ -85,16 +85,21 @@ def fail_over(*, call_id: int, event: Event, error: BaseException) -> list[Actio
     elif isinstance(event, KeyPressed):
         said = f"(keypad) {event.keys}"
     cause = "database_unavailable" if isinstance(error, DatabaseError) else "agent_error"
+    actions: list[Action] = []
+    if not isinstance(event, CallEnded):  # otherwise the line is already closed
+        if front_desk_open():
+            actions = [Say(prompts.TROUBLE_TRANSFER), Transfer()]
+        else:
+            actions = [Say(prompts.TROUBLE_CALLBACK), HangUp()]
+    agent_said = next((action.text for action in actions if isinstance(action, Say)), None)
 
     def record() -> None:
-        intake_services.call_fail_over(call_id=call_id, caller_said=said, cause=cause)
+        intake_services.call_fail_over(
+            call_id=call_id, caller_said=said, agent_said=agent_said, cause=cause
+        )
 
     deferred_writes().submit("call_fail_over", call_id, record)
-    if isinstance(event, CallEnded):
-        return []  # the line is already closed
-    if front_desk_open():
-        return [Say(prompts.TROUBLE_TRANSFER), Transfer()]
-    return [Say(prompts.TROUBLE_CALLBACK), HangUp()]
+    return actions
 
 
 def front_desk_open() -> bool:

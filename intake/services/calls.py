@@ -118,7 +118,9 @@ def call_finish(
     return locked
 
 
-def call_fail_over(*, call_id: int, caller_said: str | None, cause: str) -> Call | None:
+def call_fail_over(
+    *, call_id: int, caller_said: str | None, cause: str, agent_said: str | None = None
+) -> Call | None:
     """Record a call the agent could not go on with: it was handed to the front desk.
 
     Called after the fact, possibly minutes later when the database is back (voice keeps the
@@ -134,6 +136,8 @@ def call_fail_over(*, call_id: int, caller_said: str | None, cause: str) -> Call
             return None
         if caller_said:
             turn_record(call=call, speaker=Turn.Speaker.CALLER, text=caller_said)
+        if agent_said:  # the apology and hand-over the caller heard, for the transcript
+            turn_record(call=call, speaker=Turn.Speaker.AGENT, text=agent_said)
         if not call.finished:
             followup_open(
                 reason=FollowUp.Reason.CALLBACK_REQUESTED,

@@ -16,6 +16,7 @@ from django.db import OperationalError
 from django.db.backends import utils as db_utils
 from django.test import override_settings
 
+from intake.conversation import prompts
 from intake.models import Call, FollowUp
 from tests.fakes.deepgram_server import FakeDeepgram
 from tests.voice.test_stream_consumer import deepgram_settings, open_stream, speak
@@ -89,6 +90,8 @@ async def test_a_database_outage_mid_call_hands_the_caller_over_and_keeps_their_
     assert call.ended_at is not None
     caller = [t.text async for t in call.turns.filter(speaker="caller")]
     assert caller == ["I'd like to book for my daughter"]
+    agent = [t.text async for t in call.turns.filter(speaker="agent").order_by("sequence")]
+    assert agent[-1] == prompts.TROUBLE_TRANSFER  # staff read what the caller was told
     followups = [f async for f in FollowUp.objects.filter(call=call)]
     assert [f.reason for f in followups] == [FollowUp.Reason.CALLBACK_REQUESTED]
     assert "database unavailable" in followups[0].summary
