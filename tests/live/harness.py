@@ -21,7 +21,7 @@ under a temporary directory (:meth:`Deployment.dump_logs` prints them when a tes
     checked against the public URL; ``/voice/answer`` (and everything else) goes to server
     ``a``, ``/voice/stream/`` to server ``b``. Booking confirmations go to an SMTP sink, and
     the REST request that hangs a call up to a loopback Twilio (:class:`TwilioRest`). It
-    runs PocketSphinx (``topology.TOPOLOGY_RECOGNISER``: these tests are about the shape of
+    runs Whisper (``topology.TOPOLOGY_RECOGNISER``: these tests are about the shape of
     the deployment; the embedded tests run the default recogniser).
 
 Calls are placed by :mod:`tests.live.caller` in its own process with the deployment's
