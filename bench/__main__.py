@@ -11,6 +11,9 @@ BENCHMARKS = (
     "bench.calendar",
     "bench.calls",
     "bench.stt",
+    "bench.tts",
+    "bench.outbox",
+    "bench.provider_outage",
     "bench.spoken_calls",
     "bench.soak",
 )
