@@ -51,3 +51,18 @@ def parse_opening_hours(text: str, zone: str) -> OpeningHours:
         for day in range(first, last + 1):
             periods.setdefault(day, []).append((start, end))
     return OpeningHours(periods, zone)
+
+
+def front_desk_open(moment: datetime | None = None) -> bool:
+    """A person can take a call now: a front-desk number is set and the clinic is open.
+
+    The one place the agent, the webhook, the drain and the fail-over ask, so that they
+    agree on who is reached. Reads the settings when called, never at import.
+    """
+    from django.conf import settings
+    from django.utils import timezone
+
+    if not settings.FRONT_DESK_NUMBER:
+        return False
+    hours = parse_opening_hours(settings.CLINIC_OPENING_HOURS, settings.TIME_ZONE)
+    return hours.is_open(moment or timezone.now())

@@ -26,12 +26,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
 
 from clinic import lifecycle
-from clinic.hours import parse_opening_hours
+from clinic.hours import front_desk_open
 from clinic.logs import get_logger
 from intake import liveness
 from intake import services as intake_services
@@ -80,12 +78,6 @@ def live_sessions() -> list[CallSession]:
 
 
 # --- what the caller hears and what is recorded ----------------------------------------------
-
-
-def front_desk_open() -> bool:
-    """A person can take the call now: a front-desk number and the clinic open."""
-    hours = parse_opening_hours(settings.CLINIC_OPENING_HOURS, settings.TIME_ZONE)
-    return bool(settings.FRONT_DESK_NUMBER) and hours.is_open(timezone.now())
 
 
 def handover_plan() -> tuple[str, bool]:

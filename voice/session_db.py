@@ -14,11 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
-from django.conf import settings as django_settings
 from django.db import DatabaseError
-from django.utils import timezone
 
-from clinic.hours import parse_opening_hours
+from clinic.hours import front_desk_open
 from clinic.logs import get_logger
 from intake import services as intake_services
 from intake.conversation import (
@@ -100,12 +98,6 @@ def fail_over(*, call_id: int, event: Event, error: BaseException) -> list[Actio
 
     deferred_writes().submit("call_fail_over", call_id, record)
     return actions
-
-
-def front_desk_open() -> bool:
-    """A person can take the call now (a front-desk number, within opening hours)."""
-    hours = parse_opening_hours(django_settings.CLINIC_OPENING_HOURS, django_settings.TIME_ZONE)
-    return bool(django_settings.FRONT_DESK_NUMBER) and hours.is_open(timezone.now())
 
 
 async def update_turn(

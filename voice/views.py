@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from clinic import lifecycle
-from clinic.hours import parse_opening_hours
+from clinic.hours import front_desk_open
 from clinic.logs import get_logger
 from intake import selectors, services
 from intake.models import Call, FollowUp
@@ -87,11 +87,11 @@ def answer_without_agent() -> str:
 
     Needs neither the database nor the channel layer: it is what callers get when those fail.
     """
-    hours = parse_opening_hours(settings.CLINIC_OPENING_HOURS, settings.TIME_ZONE)
-    front_desk = settings.FRONT_DESK_NUMBER
-    if front_desk and hours.is_open(timezone.now()):
+    if front_desk_open():
         dial_action = signatures.public_url(reverse("voice:dial-status"))
-        return twiml.dial_front_desk(front_desk_number=front_desk, dial_action=dial_action)
+        return twiml.dial_front_desk(
+            front_desk_number=settings.FRONT_DESK_NUMBER, dial_action=dial_action
+        )
     return twiml.say_and_hang_up(twiml.CLOSED_MESSAGE.format(clinic=settings.CLINIC_NAME))
 
 

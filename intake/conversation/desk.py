@@ -12,13 +12,12 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from clinic import selectors as calendar
 from clinic import services as scheduling
-from clinic.hours import parse_opening_hours
+from clinic.hours import front_desk_open
 from clinic.models import Appointment, AppointmentType, Provider, Slot
 from intake import confirmations, selectors, services
 from intake.conversation.speakable import spoken_day
@@ -293,8 +292,7 @@ class FrontDesk:
     # --- staff and the line ---------------------------------------------------------------
 
     def front_desk_open(self) -> bool:
-        hours = parse_opening_hours(settings.CLINIC_OPENING_HOURS, settings.TIME_ZONE)
-        return hours.is_open(timezone.now()) and bool(settings.FRONT_DESK_NUMBER)
+        return front_desk_open()
 
     def follow_up(self, reason: str, summary: str, priority: int | None = None) -> FollowUp:
         return services.followup_open(
