@@ -45,17 +45,12 @@ from django.test.utils import setup_test_environment, teardown_test_environment 
 from clinic import outbox  # noqa: E402
 from clinic.celery import app as celery_app  # noqa: E402
 from clinic.models import OutboxMessage  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "30"))
 BACKLOG = 1000
 TASK = "clinic.release_expired_holds"  # published only; nothing runs it here
 _counter = iter(range(10**9))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -44,6 +43,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import free_port
+from tests.live.deployment import makefile_command
 
 REPO = Path(__file__).resolve().parent.parent
 ALWAYS_OPEN = "mon-sun 00:00-23:59"
@@ -63,31 +65,10 @@ VOICE_ANSWER_CALLER_RATE = ""
 
 
 def server_command(host: str, port: int) -> list[str]:
-    """The README's server command: the last command of the Makefile's ``run`` target.
-
-    Read with ``make -n`` (nothing runs), so that the bench follows the Makefile when the
-    command changes (``daphne`` today, ``manage.py serve`` perhaps tomorrow).
-    """
-    printed = subprocess.run(
-        ["make", "-s", "-n", "run", f"HOST={host}", f"PORT={port}"],  # noqa: S607
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
-    lines = [line.strip() for line in printed.splitlines() if line.strip()]
-    if not lines:
-        raise RuntimeError("`make -n run` printed no command")
-    return shlex.split(lines[-1])
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """The README's server command: the last command of the Makefile's ``run`` target, read
+    with ``make -n`` (nothing runs) the same way the live tests read it, so that the bench
+    follows the Makefile when the command changes."""
+    return makefile_command("run", HOST=host, PORT=str(port))
 
 
 def server_setup(setup: dict[str, Any]) -> dict[str, Any]:
