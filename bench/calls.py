@@ -39,326 +39,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import contextlib
 import dataclasses
-import io
-import json
-import os
 import shutil
-import signal
-import socket
-import sys
-import tempfile
 import time
-import urllib.request
-import weakref
-from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-import django
-
-# Everything (this process, Daphne, the fakes) uses a throwaway SQLite file: your data is
-# never touched. Children inherit the directory through the environment.
-_OWN_DIR = "BENCH_CALLS_DIR" not in os.environ
-if _OWN_DIR:
-    os.environ["BENCH_CALLS_DIR"] = tempfile.mkdtemp(prefix="bench-calls-")
-BENCH_DIR = Path(os.environ["BENCH_CALLS_DIR"])
-DATABASE_URL = f"sqlite:///{BENCH_DIR / 'bench.sqlite3'}"
-AUTH_TOKEN = "bench-twilio-auth-token"  # noqa: S105 (the throwaway bench server's)
-DEEPGRAM_KEY = "bench-deepgram-key"
-os.environ["DATABASE_URL"] = DATABASE_URL
-os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinic.settings")
-os.environ["LOG_LEVEL"] = "warning"
-django.setup()
-
-from aiohttp import web  # noqa: E402
-
-from clinic.config import KNOWN_VARIABLES  # noqa: E402
-from intake.scenario import Line, Scenario  # noqa: E402
-from tests.fakes.deepgram_server import FakeDeepgram  # noqa: E402
-from voice import twilio_wire, twiml  # noqa: E402
-from voice.simulator import (  # noqa: E402
-    SILENCE_FRAME,
-    CallResult,
-    TwilioCaller,
-    tone_frames,
+from bench.calls_env import (
+    AUTH_TOKEN,
+    BENCH_DIR,
+    BENCH_SCENARIO,
+    ENDPOINTING_MS,
+    OWN_DIR,
+    SPOKEN,
+    fixed_latency_s,
 )
-from voice.stt.deepgram import DeepgramSttOptions  # noqa: E402
+from bench.calls_fakes import serve
+from bench.calls_processes import (
+    cpu_seconds,
+    free_port,
+    prepare_database,
+    start_child,
+    start_daphne,
+    stop_child,
+)
+from voice.simulator import CallResult, TwilioCaller
 
 LEVELS = (1, 2, 4, 8, 16)
-ENDPOINTING_MS = DeepgramSttOptions().endpointing_ms
 START_GAP_S = 0.1
 LEVEL_TIMEOUT_S = 150.0
-
-BENCH_SCENARIO = Scenario(
-    name="bench: a new patient starts intake and hangs up",
-    slug="bench",
-    caller_number="+16175550000",
-    lines=[
-        Line(caller="I'd like to book an appointment"),
-        Line(caller="no"),
-        Line(caller="Priya Raman"),
-        Line(caller="yes"),
-        Line(caller="august 9 1988"),
-        Line(hangup=True),
-    ],
-    expect={},
-)
-SPOKEN = [line.caller for line in BENCH_SCENARIO.lines if line.caller]
-
-
-# --- the fakes, each run in a child process ("--serve ...") ---------------------------------
-
-
-class PerCallDeepgram(FakeDeepgram):
-    """The loopback Deepgram with the scenario's script per connection, not per server.
-
-    ``FakeDeepgram`` keeps one queue of transcripts for every connection; with concurrent
-    calls, whichever call finishes an utterance first would take another call's words. Each
-    ``/v1/listen`` connection is handled in one task, so the queue is kept per task: every
-    call hears the scenario from its first line. (Better as an option of the fake itself.)
-    """
-
-    def __init__(self, *, lines: Sequence[str], **kwargs: Any) -> None:
-        self._lines = list(lines)
-        self._scripts: weakref.WeakKeyDictionary[asyncio.Task[Any], deque[str]] = (
-            weakref.WeakKeyDictionary()
-        )
-        super().__init__(**kwargs)
-
-    @property
-    def script(self) -> deque[str]:
-        task = asyncio.current_task()
-        if task is None:
-            return deque()
-        if task not in self._scripts:
-            self._scripts[task] = deque(self._lines)
-        return self._scripts[task]
-
-    @script.setter
-    def script(self, value: Any) -> None:
-        """The base class's single script is ignored: each connection gets its own."""
-
-
-class Relay:
-    """The reference: Twilio's message pattern answered with no processing behind it."""
-
-    def __init__(self, *, greeting_ms: float, reply_ms: Sequence[float], delay_s: float) -> None:
-        self.greeting_frames = int(greeting_ms // 20)
-        self.reply_frames = [int(ms // 20) for ms in reply_ms]
-        self.delay_s = delay_s
-        self.silence = base64.b64encode(SILENCE_FRAME).decode("ascii")
-        self.frame = tone_frames("relay")[0]
-        self.port = 0
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/voice/answer", self.answer)
-        app.router.add_get("/voice/stream/", self.stream)
-        return app
-
-    async def answer(self, request: web.Request) -> web.Response:
-        document = twiml.answer_with_stream(
-            stream_url=f"ws://127.0.0.1:{self.port}/voice/stream/", token="relay"
-        )
-        return web.Response(text=document, content_type="text/xml")
-
-    async def stream(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        stream_sid = ""
-        answers = 0
-        in_speech = False
-        pending: set[asyncio.Task[None]] = set()
-
-        async def say(frames: int, name: str, delay_s: float) -> None:
-            await asyncio.sleep(delay_s)
-            for _ in range(frames):
-                await ws.send_str(twilio_wire.media_message(stream_sid, self.frame))
-            await ws.send_str(twilio_wire.mark_message(stream_sid, name))
-
-        def later(frames: int, name: str, delay_s: float) -> None:
-            task = asyncio.create_task(say(frames, name, delay_s))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        async for message in ws:
-            data = json.loads(message.data)
-            event = data.get("event")
-            if event == "start":
-                stream_sid = data["start"]["streamSid"]
-                later(self.greeting_frames, "greeting", 0.0)
-            elif event == "media":
-                # Speech or not by comparing text: the relay does not even decode the audio.
-                voiced = data["media"]["payload"] != self.silence
-                if voiced:
-                    in_speech = True
-                elif in_speech:
-                    in_speech = False
-                    frames = self.reply_frames[min(answers, len(self.reply_frames) - 1)]
-                    answers += 1
-                    later(frames, f"u{answers}", self.delay_s)
-            elif event == "stop":
-                break
-        for task in list(pending):
-            task.cancel()
-        await ws.close()
-        return ws
-
-
-async def serve(kind: str, options: argparse.Namespace) -> None:
-    """Run one fake until SIGTERM; print ``ready <port>`` once listening."""
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    if kind == "fake-deepgram":
-        async with PerCallDeepgram(
-            lines=SPOKEN,
-            api_key=DEEPGRAM_KEY,
-            latency_s=options.stt_latency,
-            speak_first_byte_s=0.0,
-            speak_ms_per_character=options.speak_ms_per_character,
-        ) as fake:
-            print(f"ready {fake.port}", flush=True)
-            await stop.wait()
-        return
-    relay = Relay(
-        greeting_ms=options.greeting_ms,
-        reply_ms=[float(ms) for ms in options.reply_ms.split(",")],
-        delay_s=fixed_latency_s(options),
-    )
-    runner = web.AppRunner(relay.app(), handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    relay.port = int(runner.addresses[0][1])
-    print(f"ready {relay.port}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
-
-
-# --- processes ---------------------------------------------------------------------------------
-
-
-def fixed_latency_s(options: argparse.Namespace) -> float:
-    """What the fakes add to every turn: the endpointing window (audio time) and STT latency."""
-    return float(ENDPOINTING_MS / 1000 / options.speed + options.stt_latency)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc/<pid>/stat (fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def start_child(*arguments: str, options: argparse.Namespace) -> tuple[Any, int]:
-    command = [sys.executable, "-m", "bench.calls", *arguments]
-    command += ["--stt-latency", str(options.stt_latency), "--speed", str(options.speed)]
-    command += ["--speak-ms-per-character", str(options.speak_ms_per_character)]
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        line = (await process.stdout.readline()).decode()
-    if not line.startswith("ready "):
-        raise RuntimeError(f"{arguments[1]} did not start")
-    return process, int(line.split()[1])
-
-
-async def stop_child(process: Any) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            async with asyncio.timeout(10):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
-BENCH_SETTINGS = """\
-# Written by bench.calls: the clinic's settings with the answer webhook's flood guard off.
-# A load test is one address placing calls faster than a clinic's callers ever would.
-from clinic.settings import *  # noqa: F403
-
-VOICE_ANSWER_IP_RATE = ""
-VOICE_ANSWER_CALLER_RATE = ""
-"""
-
-
-def daphne_environment(port: int, deepgram_port: int) -> dict[str, str]:
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in KNOWN_VARIABLES and name != "DEBUG"
-    }
-    (BENCH_DIR / "bench_calls_settings.py").write_text(BENCH_SETTINGS)
-    paths = [str(BENCH_DIR), str(Path.cwd()), environment.get("PYTHONPATH", "")]
-    environment.update(
-        PYTHONPATH=os.pathsep.join(path for path in paths if path),
-        DJANGO_SETTINGS_MODULE="bench_calls_settings",
-        DATABASE_URL=DATABASE_URL,
-        LOG_LEVEL="warning",
-        STT_PROVIDER="deepgram",
-        TTS_PROVIDER="deepgram",
-        NLU_PROVIDER="rules",
-        DEEPGRAM_API_KEY=DEEPGRAM_KEY,
-        DEEPGRAM_BASE_URL=f"http://127.0.0.1:{deepgram_port}",
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-    )
-    return environment
-
-
-async def start_daphne(port: int, deepgram_port: int) -> Any:
-    log_file = (BENCH_DIR / "daphne.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("daphne")),
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "clinic.asgi:application",
-        env=daphne_environment(port, deepgram_port),
-        stdout=log_file,
-        stderr=log_file,
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            break
-        with contextlib.suppress(OSError):
-            url = f"http://127.0.0.1:{port}/health/live"
-            with await asyncio.to_thread(opener.open, url, timeout=1) as response:
-                if response.status == 200:
-                    return process
-        await asyncio.sleep(0.2)
-    await stop_child(process)
-    tail = (BENCH_DIR / "daphne.log").read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"Daphne did not start:\n{tail}")
-
-
-def prepare_database() -> None:
-    from django.core.management import call_command
-    from django.db import connections
-
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("seed_demo", stdout=io.StringIO())
-    connections.close_all()
-
-
-# --- one level -------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -600,7 +308,7 @@ def main() -> None:
         else:
             asyncio.run(bench(options))
     finally:
-        if _OWN_DIR:
+        if OWN_DIR:
             shutil.rmtree(BENCH_DIR, ignore_errors=True)
 
 
