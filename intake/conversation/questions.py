@@ -19,6 +19,12 @@ from dataclasses import dataclass
 
 from intake.conversation import prompts, red_flags
 from intake.conversation.desk import FrontDesk
+from intake.conversation.existing_appointment import (
+    anything_else,
+    confirm_cancel,
+    confirm_reschedule,
+    no_appointment,
+)
 from intake.conversation.identity import (
     SKIP_WORDS,
     address,
@@ -47,12 +53,6 @@ from intake.conversation.insurance import (
     keep_carrier,
     member_id,
     not_accepted,
-)
-from intake.conversation.manage import (
-    anything_else,
-    confirm_cancel,
-    confirm_reschedule,
-    no_appointment,
 )
 from intake.conversation.replies import NO, YES
 from intake.conversation.scheduling import (
