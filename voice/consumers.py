@@ -182,19 +182,36 @@ class MediaStreamConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 _PROMPT_CACHE: PromptCache | None = None
 
 
-def prompt_cache() -> PromptCache:
-    """The process's cache of fixed prompts, warmed in the background at the first call.
+def prompt_texts() -> list[str]:
+    """Every sentence the agent says word for word: the greeting, the conversation's fixed
+    prompts and the drain's hand-over lines (a stopping server must not need live synthesis)."""
+    from voice.drain import HANDOVER_LINES
 
-    Calls that start before warming ends synthesise those prompts live; none wait for it.
+    greeting = prompts.GREETING.format(clinic=settings.CLINIC_NAME)
+    return [greeting, *prompts.FIXED_PROMPTS, *HANDOVER_LINES]
+
+
+def prompt_cache() -> PromptCache:
+    """The process's cache of fixed prompts, warming in the background from first use.
+
+    ``manage.py serve`` waits for it (:func:`prompt_cache_ready`) before opening its port;
+    a call that starts before warming ends (tests, a bare Daphne) synthesises live.
     """
-    global _PROMPT_CACHE
+    global _PROMPT_CACHE, _WARMING
     if _PROMPT_CACHE is None:
         _PROMPT_CACHE = PromptCache()
-        texts = [prompts.GREETING.format(clinic=settings.CLINIC_NAME), *prompts.FIXED_PROMPTS]
-        task = asyncio.create_task(_PROMPT_CACHE.warm(texts, prompt_engine_from_settings()))
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
+        _WARMING = asyncio.create_task(
+            _PROMPT_CACHE.warm(prompt_texts(), prompt_engine_from_settings())
+        )
     return _PROMPT_CACHE
 
 
-_BACKGROUND: set[asyncio.Task[int]] = set()
+async def prompt_cache_ready() -> int:
+    """Start warming if nothing has yet, wait for it; returns how many prompts are cached."""
+    cache = prompt_cache()
+    if _WARMING is not None:
+        await asyncio.shield(_WARMING)
+    return len(cache)
+
+
+_WARMING: asyncio.Task[int] | None = None

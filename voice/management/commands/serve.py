@@ -39,7 +39,6 @@ from django.db import DatabaseError, connections
 from clinic import lifecycle
 from clinic.logs import get_logger
 from clinic.outbox import outbox_relay_forever
-from intake.conversation import prompts
 from voice import drain, heartbeat
 from voice import stt as voice_stt
 from voice.deferred import deferred_writes
@@ -133,8 +132,7 @@ class ServeProcess:
         return self.exit_code
 
     async def _start_up(self) -> None:
-        from voice.consumers import prompt_cache
-        from voice.tts import prompt_engine_from_settings
+        from voice.consumers import prompt_cache_ready
 
         try:
             swept = await database_sync_to_async(heartbeat.sweep_once)()
@@ -146,13 +144,7 @@ class ServeProcess:
         # call (a model that fails its hash check stops start-up here, in one line).
         await voice_stt.preload_from_settings()
         log.info("stt_preloaded", provider=settings.STT_PROVIDER)
-        cache = prompt_cache()  # starts warming in the background; wait for the same work
-        texts = [
-            prompts.GREETING.format(clinic=settings.CLINIC_NAME),
-            *prompts.FIXED_PROMPTS,
-            *drain.HANDOVER_LINES,
-        ]
-        cached = await cache.warm(texts, prompt_engine_from_settings())
+        cached = await prompt_cache_ready()
         log.info("start_up_done", prompts_cached=cached)
 
     def _on_running(self) -> None:
