@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import io
 import os
-import socket
 import sys
 import time
 import urllib.request
@@ -18,12 +17,6 @@ from typing import Any
 
 from bench.calls_env import AUTH_TOKEN, BENCH_DIR, DATABASE_URL, DEEPGRAM_KEY
 from clinic.config import KNOWN_VARIABLES
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
