@@ -56,12 +56,12 @@ from bench.calls_env import (
 from bench.calls_fakes import serve
 from bench.calls_processes import (
     cpu_seconds,
-    free_port,
     prepare_database,
     start_child,
     start_daphne,
     stop_child,
 )
+from tests.conftest import free_port
 from voice.simulator import CallResult, TwilioCaller
 
 LEVELS = (1, 2, 4, 8, 16)
